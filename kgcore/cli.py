@@ -1,0 +1,210 @@
+"""The ``kgc`` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import InputError, KGCError
+from .plugins import get_host
+
+_PATH = click.Path(dir_okay=False, path_type=Path)
+_EXISTING = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+class KgcGroup(click.Group):
+    """Prints kgc errors as one line; ``--debug`` (or ``KGC_DEBUG=1``) shows the traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KGCError as exc:
+            if _debug(ctx):
+                raise
+            raise click.ClickException(str(exc)) from None
+        except Exception as exc:
+            if _debug(ctx):
+                raise
+            raise click.ClickException(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)") from None
+
+
+def _debug(ctx: click.Context) -> bool:
+    return bool(ctx.params.get("debug")) or os.environ.get("KGC_DEBUG") == "1"
+
+
+@click.group(cls=KgcGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="kgc")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+def cli(debug: bool) -> None:
+    """kgc: build knowledge graphs from text with instruction-tuned LLMs."""
+
+
+@cli.command()
+@click.option("-i", "--input", "--src_path", "input_path", type=_EXISTING, required=True,
+              help="Annotated samples, one JSON object per line (sample.json form).")
+@click.option("-o", "--output", "--tgt_path", "output_path", type=_PATH, default=None,
+              help="Where to write instruction records (default: standard output).")
+@click.option("-s", "--schema", "--schema_path", "schema_path", type=_EXISTING, required=True,
+              help="Schema file: the 3-line form, a JSON list/dict, or a JSON/YAML {labels: [...]} file.")
+@click.option("-t", "--task", required=True, help="Task name (see `kgc tasks`), e.g. NER, RE, EE.")
+@click.option("--language", default="zh", show_default=True, help="Instruction language (zh or en).")
+@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
+@click.option("--split-num", "--split_num", type=int, default=None,
+              help="Most schema items per instruction; -1 for all. Default: the task's (NER 6, KG 1, others 4).")
+@click.option("--neg-schema", "--neg_schema", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="Share of negative labels kept in training instructions.")
+@click.option("--order", type=click.Choice(["sorted", "file", "random"]), default=None,
+              help="Schema order: sorted (default), as in the schema file, or seeded random.")
+@click.option("--random-sort", "--random_sort", is_flag=True, help="Same as --order random.")
+@click.option("--hard-negatives", "--hard_negative_path", "hard_negative_path", type=_EXISTING, default=None,
+              help="JSON {label: [confusable labels]}: sample hard negatives (the reference's cluster mode).")
+@click.option("--hard-negative-section", default=None, help="TASK/DATASET inside a nested file such as hard_dict.json.")
+@click.option("--cluster-mode", "--cluster_mode", is_flag=True, help="Require --hard-negatives (reference flag).")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--source", default=None, help="Source name in records (default: the input's folder name).")
+@click.option("--instruction", default=None, help="Registered instruction name (see `kgc templates`) or literal text.")
+@click.option("--examples", "examples_path", type=_EXISTING, default=None,
+              help="Few-shot examples (JSON list or JSON lines of {input, output}) added as the 'example' field.")
+@click.option("--descriptions/--no-descriptions", default=None,
+              help="Schema with label descriptions (default: when the schema file has any).")
+@click.option("--relation-keys", type=click.Choice(["head_tail", "subject_object"]), default="head_tail",
+              show_default=True, help="Keys of RE answers (IEPile/OneKE data use subject_object).")
+@click.option("--mention-order", type=click.Choice(["annotation", "position"]), default="annotation",
+              show_default=True, help="Order of mentions in answers: as annotated, or by position in the text.")
+@click.option("--eea-test-triggers/--no-eea-test-triggers", default=True, show_default=True,
+              help="EEA test instructions name the gold triggers, as training ones do.")
+@click.option("--reader", default="jsonl", show_default=True, help="Dataset reader (see `kgc plugins`).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def convert(input_path, output_path, schema_path, task, language, split, split_num, neg_schema, order, random_sort,
+            hard_negative_path, hard_negative_section, cluster_mode, seed, source, instruction, examples_path,
+            descriptions, relation_keys, mention_order, eea_test_triggers, reader, quiet):
+    """Convert annotated samples into IEPile-style instruction records."""
+    from .conversion import convert as run_convert, load_hard_negatives
+    from .task import ConvertOptions
+
+    if cluster_mode and hard_negative_path is None:
+        raise click.UsageError("--cluster_mode needs --hard_negative_path")
+    if random_sort and order not in (None, "random"):
+        raise click.UsageError("--random_sort conflicts with --order " + order)
+    options = ConvertOptions(
+        split=split, language=language, split_num=split_num, neg_schema=neg_schema,
+        order="random" if random_sort else (order or "sorted"),
+        hard_negatives=load_hard_negatives(hard_negative_path, hard_negative_section) if hard_negative_path else None,
+        seed=seed, source=source or "", descriptions=descriptions,
+        examples=tuple(_read_examples(examples_path)) if examples_path else (),
+        mention_order=mention_order, relation_keys=relation_keys, eea_test_triggers=eea_test_triggers)
+    stats = run_convert(input_path, output_path, task=task, schema=schema_path, options=options,
+                        instruction=instruction, reader=reader, progress=not quiet)
+    click.echo(f"{stats.records} records -> {stats.instructions} instructions ({stats.skipped} skipped)"
+               + (f" in {stats.output}" if stats.output != "-" else ""), err=True)
+
+
+def _read_examples(path: Path) -> list[dict]:
+    from .jsonl import read_jsonl
+
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+        examples = data if isinstance(data, list) else [data]
+    except json.JSONDecodeError:
+        examples = [value for _, value in read_jsonl(path)]
+    for number, example in enumerate(examples, 1):
+        if not isinstance(example, dict) or "input" not in example or "output" not in example:
+            raise InputError("each example needs 'input' and 'output'", path=str(path), line=number)
+    return examples
+
+
+@cli.command()
+@click.argument("path", type=_EXISTING, required=False)
+@click.option("-i", "--input", "--path1", "input_path", type=_EXISTING, default=None,
+              help="Predictions: converted test records with the model's 'output'.")
+@click.option("-t", "--task", default=None, help="Task name (default: the records' 'task' field).")
+@click.option("--scorer", default="f1", show_default=True)
+@click.option("--match", "--match_mode", "match", type=click.Choice(["multiset", "set", "normal"]), default="multiset",
+              show_default=True, help="multiset counts duplicates (the reference's 'normal'); set de-duplicates.")
+@click.option("--by-source/--no-by-source", default=True, show_default=True, help="Per-source breakdown.")
+@click.option("--sort_by", "sort_by", default=None, hidden=True)
+@click.option("--reference-rounding", is_flag=True,
+              help="Round P and R to 2 decimals before F1, exactly as the reference evaluator.")
+@click.option("-o", "--report", "report_path", type=_PATH, default=None, help="Write the JSON report here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the table.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def evaluate(path, input_path, task, scorer, match, by_source, sort_by, reference_rounding, report_path, as_json,
+             quiet):
+    """Score predictions: P/R/F1 per task metric and source, with parse failures."""
+    from .evaluation import evaluate as run_evaluate, format_report
+
+    path = path or input_path
+    if path is None:
+        raise click.UsageError("give the predictions file (PATH or --input)")
+    report = run_evaluate(path, task=task, scorer=scorer, match="multiset" if match == "normal" else match,
+                          by_source=by_source or bool(sort_by), reference_rounding=reference_rounding,
+                          progress=not quiet)
+    if report_path:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    click.echo(json.dumps(report, ensure_ascii=False, indent=2) if as_json else format_report(report))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins(as_json):
+    """List installed plugins, their hooks, components and load errors."""
+    host = get_host()
+    registry = host.registry
+    rows = []
+    for info in host.plugins.values():
+        components = [f"{c.kind}:{c.name}" for c in registry.components() if c.plugin == info.name]
+        rows.append({"name": info.name, "distribution": info.distribution, "version": info.version,
+                     "module": info.module, "hooks": info.hooks, "components": components, "error": info.error})
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    for row in rows:
+        status = f"ERROR: {row['error']}" if row["error"] else f"{len(row['components'])} components"
+        dist = f"{row['distribution']} {row['version']}".strip() or "-"
+        click.echo(f"{row['name']:<24} {dist:<24} {status}")
+        if row["components"]:
+            click.echo(f"{'':<24} {', '.join(row['components'])}")
+
+
+@cli.command()
+def tasks():
+    """List IE tasks."""
+    for component in get_host().registry.components("task"):
+        click.echo(f"{component.name:<8} {component.summary}  [{component.plugin}]")
+
+
+@cli.command()
+@click.option("--show", "show", default=None, help="Print one template's full text.")
+def templates(show):
+    """List instruction templates (TASK.LANGUAGE[.VARIANT])."""
+    registry = get_host().registry
+    if show:
+        instruction = registry.load("instruction", show)
+        click.echo(instruction.text + (f"\n(with examples: +{instruction.example_suffix!r})" if instruction.example_suffix else ""))
+        return
+    for component in registry.components("instruction"):
+        click.echo(f"{component.name:<16} {component.summary}…  [{component.plugin}]")
+
+
+def _format_warning(message, category, filename, lineno, line=None):
+    return f"kgc: warning: {message}\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    warnings.formatwarning = _format_warning
+    get_host().call("kgc_register_commands", cli=cli)
+    cli.main(args=argv, prog_name="kgc")
+
+
+if __name__ == "__main__":  # python -m kgcore.cli (torchrun)
+    sys.exit(main())

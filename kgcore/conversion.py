@@ -1,0 +1,188 @@
+"""``kgc convert``: annotated samples to IEPile-style instruction records, streamed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import sys
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+from .jsonl import count_lines, dumps
+from .plugins import PluginHost, get_host
+from .records import Sample
+from .sampling import split_by_num
+from .schema import Schema, load_schema
+from .task import ConvertOptions, Instruction, Task
+
+
+@dataclass
+class ConvertStats:
+    records: int = 0
+    instructions: int = 0
+    skipped: int = 0
+    output: str = ""
+    skipped_lines: list[int] = field(default_factory=list)  # the first 100 only
+
+    def skip(self, line: int) -> None:
+        self.skipped += 1
+        if len(self.skipped_lines) < 100:
+            self.skipped_lines.append(line)
+
+
+def stable_id(text: str) -> str:
+    """The reference's record id: SHA-256 of the text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def load_hard_negatives(path: str | Path, section: str | None = None) -> dict[str, list[str]]:
+    """Read ``{label: [confusable labels]}``; ``section`` (``TASK/DATASET``) picks from a nested file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("hard-negative file not found", path=str(path)) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"invalid JSON: {exc.msg}", path=str(path), line=exc.lineno) from None
+    if section:
+        for part in section.split("/"):
+            if not isinstance(data, dict) or part not in data:
+                known = ", ".join(sorted(data)) if isinstance(data, dict) else "none"
+                raise InputError(f"no section '{part}' (available: {known})", path=str(path), field=section)
+            data = data[part]
+    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+        sections = [f"{t}/{d}" for t, v in data.items() if isinstance(v, dict) for d in v] if isinstance(data, dict) else []
+        hint = f"; choose a section with --hard-negative-section ({', '.join(sections[:12])}...)" if sections else ""
+        raise InputError("expected {label: [labels]}" + hint, path=str(path))
+    return data
+
+
+def resolve_instruction(task: str, language: str, override: str | None, host: PluginHost) -> Instruction:
+    """A registered instruction by name (default ``TASK.LANGUAGE``), or ``override`` as literal text."""
+    registry = host.registry
+    if override and override in registry.names("instruction"):
+        return registry.load("instruction", override)
+    if override:
+        return Instruction(task, language, override)
+    return registry.load("instruction", f"{task}.{language}")
+
+
+class Converter:
+    """Turns one sample into instruction records; reusable across files."""
+
+    def __init__(self, task: Task, schema: Schema, options: ConvertOptions, instruction: Instruction):
+        self.task, self.schema, self.options, self.instruction = task, schema, options, instruction
+        self.split_num = options.split_num if options.split_num is not None else task.default_split_num
+        self.descriptions = schema.has_descriptions if options.descriptions is None else options.descriptions
+        self.examples = list(options.examples or schema.examples)
+
+    def records(self, sample: Sample, index: int = 0) -> list[dict[str, Any]]:
+        opts, task = self.options, self.task
+        rng = random.Random(f"{opts.seed}/{index}/{sample.text}")
+        items = task.select(sample, self.schema, opts, rng)
+        if items is None:
+            return []
+        text = self.instruction.text + (self.instruction.example_suffix if self.examples else "")
+        out = []
+        for chunk in split_by_num(items, self.split_num):
+            instruction: dict[str, Any] = {"instruction": text,
+                                           "schema": task.schema_value(chunk, opts, self.descriptions)}
+            if self.examples:
+                instruction["example"] = self.examples
+            instruction["input"] = sample.text
+            if opts.is_train:
+                out.append({"task": task.name, "source": opts.source, "instruction": dumps(instruction),
+                            "output": dumps(task.target(sample, chunk, opts))})
+            else:
+                record = {"id": stable_id(sample.text), "task": task.name, "source": opts.source,
+                          "instruction": dumps(instruction)}
+                if task.annotation_key in sample.record:
+                    record["label"] = dumps(sample.record[task.annotation_key])
+                out.append(record)
+        return out
+
+
+def record_validator(task: Task):
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(task.record_schema())
+
+
+def read_samples(path: str | Path, task: Task, *, reader: str = "jsonl", host: PluginHost | None = None):
+    """Yield ``(line, Sample)`` from an annotated file, validated; bad lines raise :class:`InputError`."""
+    host = host or get_host()
+    read = host.registry.load("reader", reader)
+    validator = record_validator(task)
+    for line, record in read(path):
+        errors = list(validator.iter_errors(record))
+        if errors:
+            import jsonschema
+
+            error = jsonschema.exceptions.best_match(errors)
+            field_path = ".".join(str(p) for p in error.absolute_path) or None
+            raise InputError(error.message, path=str(path), line=line, field=field_path)
+        prepared = task.prepare(record)
+        yield line, (Sample.from_record(prepared) if prepared is not None else None)
+
+
+def convert(input_path: str | Path, output_path: str | Path | None, *, task: str, schema: str | Path | Schema,
+            options: ConvertOptions | None = None, instruction: str | None = None, reader: str = "jsonl",
+            progress: bool = True, host: PluginHost | None = None) -> ConvertStats:
+    """Convert ``input_path`` to instruction records at ``output_path`` (``None`` or ``-``: stdout).
+
+    The output file appears only when conversion finished: a bad line stops the run with its
+    file, line and field, and leaves no half-written output behind.
+    """
+    host = host or get_host()
+    task_obj: Task = host.registry.load("task", task)()
+    options = options or ConvertOptions()
+    if not options.source:
+        options = replace(options, source=Path(input_path).resolve().parent.name)
+    if options.split not in {"train", "test"}:
+        raise InputError(f"split must be 'train' or 'test', not '{options.split}'")
+    if not isinstance(schema, Schema):
+        schema = load_schema(schema, task_obj.schema_kind)
+    converter = Converter(task_obj, schema, options, resolve_instruction(task_obj.name, options.language,
+                                                                         instruction, host))
+    run_options = {"input": str(input_path), "output": str(output_path), "task": task, **asdict(options)}
+    run_options.pop("hard_negatives")
+    host.call("kgc_run_start", command="convert", options=run_options)
+
+    to_stdout = output_path in (None, "-")
+    stats = ConvertStats(output="-" if to_stdout else str(output_path))
+    if to_stdout:
+        fh, tmp = sys.stdout, None
+    else:
+        output_path = Path(output_path)
+        output_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output_path.with_name(f".{output_path.name}.partial")
+        fh = tmp.open("w", encoding="utf-8")
+    try:
+        from tqdm import tqdm
+
+        bar = tqdm(total=count_lines(input_path), unit=" records", desc=f"convert {task}", disable=not progress,
+                   file=sys.stderr)
+        for index, (line, sample) in enumerate(read_samples(input_path, task_obj, reader=reader, host=host)):
+            bar.update(1)
+            stats.records += 1
+            records = converter.records(sample, index) if sample is not None else []
+            if not records:
+                stats.skip(line)
+            for record in records:
+                fh.write(dumps(record) + "\n")
+            stats.instructions += len(records)
+        bar.close()
+    except BaseException:
+        if tmp is not None:
+            fh.close()
+            tmp.unlink(missing_ok=True)
+        raise
+    if tmp is not None:
+        fh.close()
+        os.replace(tmp, output_path)
+    host.call("kgc_run_end", command="convert", options=run_options, result=asdict(stats))
+    return stats

@@ -1,0 +1,163 @@
+"""``kgc evaluate``: P/R/F1 of predictions against gold labels, per source, with parse failures."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+from .jsonl import count_lines, read_jsonl
+from .parsing import parse_answer
+from .plugins import PluginHost, get_host
+from .task import Task
+
+
+@dataclass
+class _Group:
+    source: str
+    gold: dict[str, list[tuple]]
+    pred: dict[str, list[tuple]] = field(default_factory=lambda: defaultdict(list))
+
+
+@dataclass
+class _Tally:
+    records: int = 0
+    outputs: int = 0
+    failed: int = 0
+    repaired: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"records": self.records, "outputs": self.outputs, "parse_failures": self.failed,
+                "parse_failure_rate": round(100 * self.failed / self.outputs, 4) if self.outputs else 0.0,
+                "repaired": self.repaired}
+
+
+def _label(record: dict[str, Any], path: str, line: int) -> list[dict[str, Any]]:
+    if "label" not in record:
+        raise InputError("missing gold annotations", path=path, line=line, field="label")
+    label = record["label"]
+    if isinstance(label, str):
+        try:
+            label = json.loads(label)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"label is not valid JSON: {exc.msg}", path=path, line=line, field="label") from None
+    if not isinstance(label, list):
+        raise InputError("label must be a list of annotations", path=path, line=line, field="label")
+    return label
+
+
+def _record_id(record: dict[str, Any], path: str, line: int) -> str:
+    if "id" in record:
+        return str(record["id"])
+    raise InputError("missing record id (chunks of one text are merged by source and id)",
+                     path=path, line=line, field="id")
+
+
+class _Postprocessor:
+    """Chains ``kgc_postprocess_prediction`` implementations, each seeing the previous result."""
+
+    def __init__(self, host: PluginHost):
+        self.impls = list(reversed(host.pm.hook.kgc_postprocess_prediction.get_hookimpls()))
+
+    def __call__(self, task: str, record: dict, prediction: dict) -> dict:
+        for impl in self.impls:
+            available = {"task": task, "record": record, "prediction": prediction}
+            result = impl.function(**{a: available[a] for a in impl.argnames})
+            if result is not None:
+                prediction = result
+        return prediction
+
+
+def evaluate(path: str | Path, *, task: str | None = None, scorer: str = "f1", match: str = "multiset",
+             by_source: bool = True, reference_rounding: bool = False, progress: bool = True,
+             host: PluginHost | None = None) -> dict[str, Any]:
+    """Score a predictions file (converted test records plus ``output``) and return the report."""
+    host = host or get_host()
+    path = str(path)
+    scorer_factory = host.registry.load("scorer", scorer)
+    postprocess = _Postprocessor(host)
+    options = {"path": path, "task": task, "scorer": scorer, "match": match, "reference_rounding": reference_rounding}
+    host.call("kgc_run_start", command="evaluate", options=options)
+
+    task_obj: Task | None = None
+    groups: dict[tuple[str, str], _Group] = {}
+    tallies: dict[str, _Tally] = defaultdict(_Tally)
+    failures: list[dict[str, Any]] = []
+    from tqdm import tqdm
+
+    with tqdm(total=count_lines(path), unit=" outputs", desc="evaluate", disable=not progress) as bar:
+        for line, record in read_jsonl(path):
+            bar.update(1)
+            if task_obj is None:
+                task = task or record.get("task")
+                if not task:
+                    raise InputError("no task given: pass --task or add a 'task' field", path=path, line=line,
+                                     field="task")
+                task_obj = host.registry.load("task", task)()
+            source = str(record.get("source") or "")
+            key = (source, _record_id(record, path, line))
+            tally = tallies[source]
+            if key not in groups:
+                groups[key] = _Group(source, task_obj.gold(_label(record, path, line)))
+                tally.records += 1
+            if "output" not in record:
+                raise InputError("missing model output", path=path, line=line, field="output")
+            tally.outputs += 1
+            parsed = parse_answer(record["output"])
+            if not parsed.ok:
+                tally.failed += 1
+                failures.append({"line": line, "id": key[1], "source": source, "error": parsed.error,
+                                 "output": record["output"]})
+                continue
+            tally.repaired += parsed.status == "repaired"
+            answer = postprocess(task_obj.name, record, parsed.value)
+            for metric, tuples in task_obj.predicted(answer).items():
+                groups[key].pred[metric].extend(tuples)
+
+    if task_obj is None:
+        raise InputError("no predictions in file", path=path)
+    make = lambda: {m: scorer_factory(match=match, reference_rounding=reference_rounding) for m in task_obj.metrics}
+    total, per_source = make(), defaultdict(make)
+    for group in groups.values():
+        for metric in task_obj.metrics:
+            gold, pred = group.gold.get(metric, []), group.pred.get(metric, [])
+            total[metric].update(gold, pred)
+            per_source[group.source][metric].update(gold, pred)
+
+    overall = _Tally()
+    for t in tallies.values():
+        overall.records += t.records
+        overall.outputs += t.outputs
+        overall.failed += t.failed
+        overall.repaired += t.repaired
+    report = {"task": task_obj.name, "file": path, "scorer": scorer, "match": match,
+              "reference_rounding": reference_rounding, **overall.as_dict(),
+              "metrics": {m: s.result() for m, s in total.items()}}
+    if by_source:
+        report["by_source"] = {src: {**tallies[src].as_dict(), "metrics": {m: s.result() for m, s in scorers.items()}}
+                               for src, scorers in sorted(per_source.items())}
+    report["failures"] = failures
+    host.call("kgc_run_end", command="evaluate", options=options, result=report)
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A plain-text table of a report: one row per source plus the total."""
+    metrics = list(report["metrics"])
+    header = ["source", "records", "outputs", "fail %"] + [f"{m} {k}" for m in metrics for k in ("P", "R", "F1")]
+    rows = []
+    for source, entry in (report.get("by_source") or {}).items():
+        rows.append([source or "-", entry])
+    rows.append(["total", report])
+    table = [header]
+    for name, entry in rows:
+        table.append([name, str(entry["records"]), str(entry["outputs"]), f"{entry['parse_failure_rate']:.2f}"]
+                     + [f"{entry['metrics'][m][k]:.2f}" for m in metrics for k in ("P", "R", "F1")])
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    title = f"{report['task']} · {report['file']} · parse failures {report['parse_failures']}/{report['outputs']}"
+    return title + "\n" + "\n".join(lines)

@@ -1,0 +1,86 @@
+"""Tolerant parsing of model answers: code fences, prose around the JSON, common JSON damage."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+_FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)(?:```|$)", re.S)
+
+
+@dataclass(frozen=True)
+class ParsedAnswer:
+    """``status`` is ``ok`` (clean JSON), ``extracted`` (found inside other text), ``repaired``
+    (fixed by json-repair) or ``failed`` (``value`` is ``None``)."""
+
+    value: dict[str, Any] | None
+    status: str
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.value is not None
+
+
+def first_object(text: str, start: int) -> str | None:
+    """The balanced ``{...}`` starting at ``start``, aware of strings and escapes; ``None`` if unclosed."""
+    depth, in_string, escaped = 0, False, False
+    for i in range(start, len(text)):
+        ch = text[i]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start:i + 1]
+    return None
+
+
+def parse_answer(text: Any) -> ParsedAnswer:
+    """The first JSON object in a model's answer, repaired if needed."""
+    if isinstance(text, dict):
+        return ParsedAnswer(text, "ok")
+    if not isinstance(text, str):
+        return ParsedAnswer(None, "failed", f"answer is {type(text).__name__}, not text")
+    stripped = text.strip()
+    try:
+        value = json.loads(stripped)
+        if isinstance(value, dict):
+            return ParsedAnswer(value, "ok")
+    except json.JSONDecodeError:
+        pass
+    fence = _FENCE.search(stripped)
+    body = fence.group(1) if fence else stripped
+    start = body.find("{")
+    if start < 0:
+        return ParsedAnswer(None, "failed", "no JSON object in the answer")
+    candidate = first_object(body, start)
+    if candidate is not None:
+        try:
+            value = json.loads(candidate)
+            if isinstance(value, dict):
+                return ParsedAnswer(value, "extracted")
+        except json.JSONDecodeError:
+            pass
+    import json_repair
+
+    try:
+        value = json_repair.loads(candidate if candidate is not None else body[start:])
+    except Exception as exc:  # json-repair gives up on some inputs
+        return ParsedAnswer(None, "failed", f"unrepairable JSON: {exc}")
+    if isinstance(value, list):  # several objects: keep the first
+        value = next((v for v in value if isinstance(v, dict)), None)
+    if isinstance(value, dict):
+        return ParsedAnswer(value, "repaired")
+    return ParsedAnswer(None, "failed", "no JSON object could be recovered")

@@ -1,0 +1,196 @@
+"""Event extraction: full events (EE), types and triggers (EET), arguments of given triggers (EEA)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from kgcore.records import Event, Sample
+from kgcore.sampling import bernoulli_count, order_labels
+from kgcore.schema import Label, Schema
+from kgcore.task import ConvertOptions, SchemaItem, Task, position_sorted, unique
+
+NAN = "NAN"
+
+_EVENT = {
+    "type": "object", "required": ["event_type"],
+    "properties": {
+        "event_type": {"type": "string"},
+        "event_trigger": {"type": "string"},
+        "arguments": {"type": "array", "items": {
+            "type": "object", "required": ["argument", "role"],
+            "properties": {"argument": {"type": "string"}, "role": {"type": "string"}}}},
+    },
+}
+
+
+def clean_events(sample: Sample) -> list[Event]:
+    """The reference's label rules: drop empty events and arguments; a missing trigger is ``NAN``."""
+    events = []
+    for event in sample.events:
+        arguments = tuple(a for a in event.arguments if a.text)
+        if not event.trigger and not arguments:
+            continue
+        events.append(Event(event.type, event.trigger or NAN, arguments))
+    return events
+
+
+def event_answer(event: Event, roles: tuple[str, ...]) -> dict[str, Any]:
+    """``{"trigger", "arguments": {role: value | [values] | "NAN"}}``; ``{}`` when no role is filled."""
+    arguments: dict[str, Any] = {}
+    for role in roles:
+        values = unique([a.text for a in event.arguments if a.role == role])
+        arguments[role] = values[0] if len(values) == 1 else (values or NAN)
+    if all(v == NAN for v in arguments.values()):
+        arguments = {}
+    return {"trigger": event.trigger, "arguments": arguments}
+
+
+def event_tuples(answer: dict[str, Any]) -> dict[str, list[tuple]]:
+    """Events ``(type, trigger)`` and arguments ``(type, argument, role)`` from an EE/EEA answer."""
+    events, arguments = [], []
+    for event_type, values in answer.items():
+        if not isinstance(values, list):
+            continue
+        for value in values:
+            if not isinstance(value, dict):
+                continue
+            trigger = value.get("trigger", "")
+            if isinstance(trigger, str):
+                events.append((event_type, trigger))
+            args = value.get("arguments", {})
+            if isinstance(args, list):  # tolerate [{"role": r, "argument": a}]
+                args = [(a.get("role"), a.get("argument")) for a in args if isinstance(a, dict)]
+            elif isinstance(args, dict):
+                args = list(args.items())
+            else:
+                continue
+            for role, filler in args:
+                for text in filler if isinstance(filler, list) else [filler]:
+                    if isinstance(text, str) and isinstance(role, str) and text and text != NAN:
+                        arguments.append((event_type, text, role))
+    return {"event": events, "argument": arguments}
+
+
+class EE(Task):
+    """Events as ``{type: [{"trigger", "arguments": {role: value}}]}``."""
+
+    name = "EE"
+    schema_kind = "events"
+    annotation_key = "event"
+    annotation_schema = _EVENT
+    default_split_num = 4
+    metrics = ("event", "argument")
+
+    def positive_keys(self, sample: Sample, schema: Schema) -> list[str]:
+        return unique([e.type for e in clean_events(sample)])
+
+    def sample_roles(self, label: Label, sample: Sample, opts: ConvertOptions, rng: random.Random) -> tuple[str, ...]:
+        roles = label.role_names
+        if opts.is_train and opts.neg_schema < 1:
+            present = {a.role for e in clean_events(sample) if e.type == label.name for a in e.arguments}
+            positives = [r for r in roles if r in present]
+            negatives = [r for r in roles if r not in present]
+            k = bernoulli_count(rng, len(roles), opts.neg_schema)
+            k = min(max(k, 1) if not positives else k, len(negatives))
+            chosen = set(positives) | set(rng.sample(negatives, k))
+            roles = [r for r in roles if r in chosen]
+        if opts.order == "random":
+            roles = list(roles)
+            rng.shuffle(roles)
+        return tuple(roles)
+
+    def item(self, label, sample, opts, rng):
+        return SchemaItem(label, self.sample_roles(label, sample, opts, rng))
+
+    def schema_entry(self, item: SchemaItem, opts: ConvertOptions, descriptions: bool) -> dict[str, Any]:
+        trigger: Any = True
+        if descriptions:
+            roles = {r: (next((x.description for x in item.label.roles if x.name == r), None) or r) for r in item.roles}
+            return {item.name: item.label.description or item.name, "trigger": trigger, "arguments": roles}
+        return {"event_type": item.name, "trigger": trigger, "arguments": list(item.roles)}
+
+    def schema_value(self, items, opts, descriptions):
+        if descriptions:
+            return {i.name: self.schema_entry(i, opts, True) for i in items}
+        return [self.schema_entry(i, opts, False) for i in items]
+
+    def target(self, sample, items, opts):
+        events = clean_events(sample)
+        out = {}
+        for item in items:
+            matching = position_sorted([e for e in events if e.type == item.name], sample.text, key=lambda e: e.trigger)
+            out[item.name] = [event_answer(e, item.roles) for e in matching]
+        return out
+
+    def gold(self, annotations):
+        events, arguments = [], []
+        for a in annotations:
+            events.append((a.get("event_type"), a.get("event_trigger")))
+            arguments += [(a.get("event_type"), x.get("argument"), x.get("role")) for x in a.get("arguments") or []]
+        return {"event": events, "argument": arguments}
+
+    def predicted(self, answer):
+        return event_tuples(answer)
+
+
+class EEA(EE):
+    """Arguments of given events: the schema names the gold event types and their triggers."""
+
+    name = "EEA"
+
+    def prepare(self, record):
+        record = super().prepare(record)
+        return record if record.get(self.annotation_key) else None
+
+    def select(self, sample, schema, opts, rng):
+        known = set(schema.keys())
+        keys = [t for t in unique([e.type for e in clean_events(sample)]) if t in known]
+        if not keys:
+            return None
+        return [self.item(schema.label(k), sample, opts, rng) for k in order_labels(keys, opts.order, rng)]
+
+    def item(self, label, sample, opts, rng):
+        triggers = None
+        if opts.is_train or opts.eea_test_triggers:
+            triggers = tuple(e.trigger for e in clean_events(sample) if e.type == label.name)
+        return SchemaItem(label, self.sample_roles(label, sample, opts, rng), triggers)
+
+    def schema_entry(self, item, opts, descriptions):
+        entry = super().schema_entry(item, opts, descriptions)
+        if item.triggers is None:
+            entry.pop("trigger")
+        else:
+            entry["trigger"] = list(item.triggers)
+        return entry
+
+
+class EET(Task):
+    """Event types and triggers as ``{type: [trigger, ...]}``."""
+
+    name = "EET"
+    schema_kind = "labels"
+    annotation_key = "event"
+    annotation_schema = _EVENT
+    default_split_num = 4
+    metrics = ("trigger",)
+
+    def positive_keys(self, sample, schema):
+        return unique([e.type for e in sample.events if e.trigger])
+
+    def target(self, sample, items, opts):
+        out = {}
+        for item in items:
+            triggers = [e.trigger for e in sample.events if e.type == item.name and e.trigger]
+            out[item.name] = position_sorted(triggers, sample.text) if opts.mention_order == "position" else triggers
+        return out
+
+    def gold(self, annotations):
+        return {"trigger": [(a.get("event_trigger"), a.get("event_type")) for a in annotations]}
+
+    def predicted(self, answer):
+        found = []
+        for key, values in answer.items():
+            if isinstance(values, list):
+                found += [(v, key) for v in values if isinstance(v, str)]
+        return {"trigger": found}
