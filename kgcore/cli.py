@@ -202,7 +202,13 @@ def _format_warning(message, category, filename, lineno, line=None):
 
 def main(argv: list[str] | None = None) -> None:
     warnings.formatwarning = _format_warning
-    get_host().call("kgc_register_commands", cli=cli)
+    try:
+        get_host().call("kgc_register_commands", cli=cli)
+    except KGCError as exc:  # strict plugin mode: one line, like errors inside commands
+        if os.environ.get("KGC_DEBUG") == "1" or "--debug" in (sys.argv[1:] if argv is None else argv):
+            raise
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
     cli.main(args=argv, prog_name="kgc")
 
 

@@ -68,7 +68,12 @@ def resolve_instruction(task: str, language: str, override: str | None, host: Pl
         return registry.load("instruction", override)
     if override:
         return Instruction(task, language, override)
-    return registry.load("instruction", f"{task}.{language}")
+    name = f"{task}.{language}"
+    if name not in registry.names("instruction"):
+        languages = sorted({n.split(".")[1] for n in registry.names("instruction") if n.split(".")[0] == task})
+        raise InputError(f"no {task} instruction in language '{language}' (available: {', '.join(languages) or 'none'}); "
+                         "pass --instruction TEXT or register one")
+    return registry.load("instruction", name)
 
 
 class Converter:

@@ -44,8 +44,8 @@ def _label(record: dict[str, Any], path: str, line: int) -> list[dict[str, Any]]
             label = json.loads(label)
         except json.JSONDecodeError as exc:
             raise InputError(f"label is not valid JSON: {exc.msg}", path=path, line=line, field="label") from None
-    if not isinstance(label, list):
-        raise InputError("label must be a list of annotations", path=path, line=line, field="label")
+    if not isinstance(label, list) or not all(isinstance(a, dict) for a in label):
+        raise InputError("label must be a list of annotation objects", path=path, line=line, field="label")
     return label
 
 

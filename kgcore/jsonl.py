@@ -33,7 +33,7 @@ def count_lines(path: str | os.PathLike) -> int:
     """Number of lines, for progress bars (reads in large binary blocks)."""
     count = 0
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
+        for block in iter(lambda: fh.read(1 << 16), b""):
             count += block.count(b"\n")
     return count
 

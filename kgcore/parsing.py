@@ -58,20 +58,24 @@ def parse_answer(text: Any) -> ParsedAnswer:
         value = json.loads(stripped)
         if isinstance(value, dict):
             return ParsedAnswer(value, "ok")
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # deeply nested garbage must not crash the run
         pass
     fence = _FENCE.search(stripped)
     body = fence.group(1) if fence else stripped
     start = body.find("{")
+    candidate = first_object(body, start) if start >= 0 else None
+    whole = stripped.find("{")
+    if candidate is None and fence and whole >= 0 and first_object(stripped, whole) is not None:
+        # a ``` inside a JSON string is no fence: take the first complete object of the whole text
+        body, start, candidate = stripped, whole, first_object(stripped, whole)
     if start < 0:
         return ParsedAnswer(None, "failed", "no JSON object in the answer")
-    candidate = first_object(body, start)
     if candidate is not None:
         try:
             value = json.loads(candidate)
             if isinstance(value, dict):
                 return ParsedAnswer(value, "extracted")
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             pass
     import json_repair
 

@@ -115,19 +115,22 @@ class PluginHost:
         registry = Registry()
         for kind, hook_name in KINDS.items():
             caller = getattr(self.pm.hook, hook_name)
-            for impl in reversed(caller.get_hookimpls()):  # registration order
+            for impl in caller.get_hookimpls():  # registration order (pluggy lists them so)
                 info = self.plugins.get(impl.plugin_name) or PluginInfo(impl.plugin_name)
 
                 def register(name: str, target: Any, summary: str = "", replace: bool = False,
                              _kind: str = kind, _info: PluginInfo = info) -> None:
                     component = Component(_kind, name, target, summary or _summary(target),
                                           _info.name, _info.distribution)
-                    registry.add(component, replace=replace)
+                    try:
+                        registry.add(component, replace=replace)
+                    except DuplicateComponentError as exc:  # only this name is unusable
+                        self._fail(_info, str(exc), exc)
 
                 try:
                     impl.function(**{arg: register for arg in impl.argnames})
-                except DuplicateComponentError as exc:
-                    self._fail(info, str(exc), exc)
+                except PluginLoadError:
+                    raise
                 except Exception as exc:
                     self._fail(info, f"{hook_name} raised {_short(exc)}", exc)
         return registry

@@ -1,0 +1,49 @@
+"""The TERM task: terms of a text grouped by category, answered as ``{category: [term, ...]}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kgcore import ConvertOptions, SchemaItem, Schema, Task
+from kgcore.records import Sample
+from kgcore.task import position_sorted
+
+
+class TERM(Task):
+    """Terms as ``{category: [term, ...]}``; annotations are ``{"term", "category"}`` items."""
+
+    name = "TERM"
+    schema_kind = "labels"
+    annotation_key = "term"
+    annotation_schema = {
+        "type": "object", "required": ["term", "category"],
+        "properties": {"term": {"type": "string"}, "category": {"type": "string"}},
+    }
+    default_split_num = 4
+    metrics = ("term",)
+
+    def identity(self, item):
+        return (item["term"], item["category"])
+
+    def _terms(self, sample: Sample) -> list[dict[str, str]]:
+        return sample.record.get(self.annotation_key) or []
+
+    def positive_keys(self, sample: Sample, schema: Schema) -> list[str]:
+        return list(dict.fromkeys(t["category"] for t in self._terms(sample)))
+
+    def target(self, sample: Sample, items: list[SchemaItem], opts: ConvertOptions) -> dict[str, Any]:
+        out = {}
+        for item in items:
+            terms = [t["term"] for t in self._terms(sample) if t["category"] == item.name]
+            out[item.name] = position_sorted(terms, sample.text) if opts.mention_order == "position" else terms
+        return out
+
+    def gold(self, annotations):
+        return {"term": [(a.get("term"), a.get("category")) for a in annotations]}
+
+    def predicted(self, answer):
+        found = []
+        for category, terms in answer.items():
+            if isinstance(terms, list):
+                found += [(t, category) for t in terms if isinstance(t, str)]
+        return {"term": found}
