@@ -122,7 +122,9 @@ def test_non_text_fails(text):
     assert "not text" in parsed.error
 
 
-@pytest.mark.parametrize("text", ["[" * 100_000, "{" * 100_000, '{"a":' * 5000, "[" * 5000 + "{}"])
+@pytest.mark.parametrize("text", ["[" * 100_000, "{" * 3000, '{"a":' * 5000, "[" * 5000 + "{}",
+                                  '{"a":' * 3000 + "1" + "}" * 3000],
+                         ids=["brackets", "braces", "open-objects", "brackets-then-object", "valid-but-too-deep"])
 def test_deeply_nested_garbage_does_not_crash(text):
     # json.loads raises RecursionError (not JSONDecodeError) here; a degenerate model answer
     # must be a parse failure or a recovered object, never an exception that stops the run
