@@ -146,6 +146,17 @@ class Task:
         """The expected answer for one instruction (train split)."""
         raise NotImplementedError
 
+    def answer_schema(self, items: list[SchemaItem], opts: ConvertOptions, max_items: int = 16) -> dict[str, Any]:
+        """JSON Schema of a valid answer to one instruction, for constrained decoding.
+
+        Keys are the chunk's labels in order, all required; lists hold at most ``max_items``.
+        """
+        return object_schema({i.name: self.answer_value_schema(i, opts, max_items) for i in items})
+
+    def answer_value_schema(self, item: SchemaItem, opts: ConvertOptions, max_items: int) -> dict[str, Any]:
+        """Schema of one label's value; the default is a list of mention strings."""
+        return {"type": "array", "items": STRING, "maxItems": max_items}
+
     # -- scoring -------------------------------------------------------------------------
     def gold(self, annotations: list[dict[str, Any]]) -> dict[str, list[Tuple]]:
         """Gold tuples per metric from a record's ``label`` annotations."""
@@ -154,6 +165,18 @@ class Task:
     def predicted(self, answer: dict[str, Any]) -> dict[str, list[Tuple]]:
         """Predicted tuples per metric from one parsed answer; malformed parts are skipped."""
         raise NotImplementedError
+
+
+STRING: dict[str, Any] = {"type": "string"}
+STRING_OR_LIST: dict[str, Any] = {"anyOf": [STRING, {"type": "array", "items": STRING, "maxItems": 8}]}
+
+
+def object_schema(properties: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    """A closed JSON object with these properties in this order."""
+    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+    if required:
+        schema["required"] = list(properties)
+    return schema
 
 
 def position_sorted(values: list[Any], text: str, key=lambda v: v) -> list[Any]:

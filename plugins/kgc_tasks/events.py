@@ -8,7 +8,7 @@ from typing import Any
 from kgcore.records import Event, Sample
 from kgcore.sampling import bernoulli_count, order_labels
 from kgcore.schema import Label, Schema
-from kgcore.task import ConvertOptions, SchemaItem, Task, position_sorted, unique
+from kgcore.task import STRING, STRING_OR_LIST, ConvertOptions, SchemaItem, Task, object_schema, position_sorted, unique
 
 NAN = "NAN"
 
@@ -122,6 +122,11 @@ class EE(Task):
             matching = position_sorted([e for e in events if e.type == item.name], sample.text, key=lambda e: e.trigger)
             out[item.name] = [event_answer(e, item.roles) for e in matching]
         return out
+
+    def answer_value_schema(self, item, opts, max_items):
+        arguments = object_schema({r: STRING_OR_LIST for r in item.roles}, required=False)
+        event = object_schema({"trigger": STRING, "arguments": arguments})
+        return {"type": "array", "items": event, "maxItems": max_items}
 
     def gold(self, annotations):
         events, arguments = [], []

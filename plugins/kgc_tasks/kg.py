@@ -6,7 +6,7 @@ from typing import Any
 
 from kgcore.records import Relation, Sample
 from kgcore.sampling import bernoulli_count
-from kgcore.task import SchemaItem, Task, position_sorted, unique
+from kgcore.task import STRING_OR_LIST, SchemaItem, Task, object_schema, position_sorted, unique
 
 from .relations import _RELATION
 
@@ -78,6 +78,10 @@ class KG(Task):
                 entities[head] = attrs
             out[item.name] = entities
         return out
+
+    def answer_value_schema(self, item, opts, max_items):
+        attributes = object_schema({a: STRING_OR_LIST for a in item.roles}, required=False)
+        return {"type": "object", "additionalProperties": attributes, "maxProperties": max_items}
 
     def gold(self, annotations):
         return {"triple": [(a.get("head"), a.get("relation"), a.get("tail")) for a in annotations]}

@@ -6,7 +6,7 @@ from typing import Any
 
 from kgcore.records import Relation, Sample
 from kgcore.schema import Schema
-from kgcore.task import ConvertOptions, SchemaItem, Task, position_sorted, unique
+from kgcore.task import STRING, ConvertOptions, SchemaItem, Task, object_schema, position_sorted, unique
 
 _RELATION = {
     "type": "object", "required": ["head", "relation", "tail"],
@@ -58,6 +58,10 @@ class RE(Task):
         keys = _KEYS[opts.relation_keys]
         return {i.name: _pairs([r for r in sample.relations if r.relation == i.name], sample.text, opts, keys)
                 for i in items}
+
+    def answer_value_schema(self, item, opts, max_items):
+        keys = _KEYS[opts.relation_keys] if self.name == "RE" else _KEYS["subject_object"]
+        return {"type": "array", "items": object_schema({k: STRING for k in keys}), "maxItems": max_items}
 
     def gold(self, annotations):
         return {"triple": [(a.get("head"), a.get("relation"), a.get("tail")) for a in annotations]}
