@@ -154,6 +154,127 @@ def evaluate(path, input_path, task, scorer, match, by_source, sort_by, referenc
     click.echo(json.dumps(report, ensure_ascii=False, indent=2) if as_json else format_report(report))
 
 
+def _backend_options(fn):
+    """Options shared by commands that run a model."""
+    options = [
+        click.option("-b", "--backend", default="llamacpp", show_default=True, help="Backend (see `kgc backends`)."),
+        click.option("-m", "--model", default=None, help="Model path or name for the backend."),
+        click.option("-O", "--option", "backend_options", multiple=True, metavar="KEY=VALUE",
+                     help="Backend option (repeatable); `kgc backends --options NAME` lists them."),
+        click.option("--template", default="auto", show_default=True,
+                     help="Chat template name or YAML file; auto = the model's own template."),
+        click.option("--system", default=None, help="System prompt."),
+        click.option("--max-new-tokens", type=int, default=512, show_default=True),
+        click.option("--temperature", type=float, default=0.0, show_default=True, help="0 = greedy."),
+        click.option("--constrained/--no-constrained", default=True, show_default=True,
+                     help="Constrain answers to the task's JSON Schema where the backend can."),
+        click.option("--batch-size", type=int, default=8, show_default=True),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _make_backend(backend, model, backend_options):
+    from .prediction import load_backend
+
+    pairs = {}
+    for item in backend_options:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.UsageError(f"backend option '{item}' is not KEY=VALUE")
+        pairs[key.strip()] = value
+    if model is not None:
+        pairs["model"] = model
+    return load_backend(backend, pairs)
+
+
+def _run_params(max_new_tokens, temperature, constrained):
+    from .backend import GenerationParams
+
+    return GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature, constrained=constrained)
+
+
+@cli.command()
+@click.option("-i", "--input", "--input_file", "input_path", type=_EXISTING, required=True,
+              help="Converted test records (kgc convert --split test).")
+@click.option("-o", "--output", "--output_file", "output_path", type=_PATH, required=True,
+              help="Predictions: the input records plus 'output'. An existing file is resumed.")
+@click.option("-t", "--task", default=None, help="Task (default: the records' 'task' field).")
+@click.option("--relation-keys", type=click.Choice(["head_tail", "subject_object"]), default="head_tail",
+              show_default=True, help="RE answer keys the constrained schema asks for.")
+@_backend_options
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def predict(input_path, output_path, task, relation_keys, backend, model, backend_options, template, system,
+            max_new_tokens, temperature, constrained, batch_size, quiet):
+    """Answer converted instructions with a model (resumable)."""
+    from .prediction import PromptStyle, predict as run_predict
+
+    engine = _make_backend(backend, model, backend_options)
+    try:
+        meta = run_predict(input_path, output_path, engine, task=task, style=PromptStyle(template, system),
+                           params=_run_params(max_new_tokens, temperature, constrained), batch_size=batch_size,
+                           relation_keys=relation_keys, progress=not quiet)
+    finally:
+        engine.close()
+    click.echo(f"{meta['records']} records ({meta['answered_now']} answered now) in {meta['seconds']:.1f} s; "
+               f"{meta['completion_tokens_per_s']} tok/s -> {output_path}", err=True)
+
+
+@cli.command()
+@click.argument("text", required=False)
+@click.option("-i", "--input", "input_path", type=click.File("r", encoding="utf-8"), default=None,
+              help="File of documents, one per line ('-' for standard input).")
+@click.option("-t", "--task", required=True, help="Task, e.g. NER, RE, EE.")
+@click.option("-l", "--labels", default=None, help="Comma-separated labels (events/KG: type:role1/role2).")
+@click.option("-s", "--schema", "schema_path", type=_EXISTING, default=None, help="Schema file instead of --labels.")
+@click.option("--language", default="en", show_default=True)
+@click.option("--split-num", type=int, default=None, help="Labels per instruction (default: the task's).")
+@click.option("--triples/--no-triples", default=True, show_default=True, help="Add (head, relation, tail) triples.")
+@click.option("--raw", is_flag=True, help="Also print the model's raw answers.")
+@_backend_options
+def extract(text, input_path, task, labels, schema_path, language, split_num, triples, raw, backend, model,
+            backend_options, template, system, max_new_tokens, temperature, constrained, batch_size):
+    """Extract from text: one JSON line per document."""
+    from .extraction import extract as run_extract, labels_schema
+    from .prediction import PromptStyle
+    from .schema import load_schema
+
+    if (labels is None) == (schema_path is None):
+        raise click.UsageError("give either --labels or --schema")
+    if text is not None and input_path is not None:
+        raise click.UsageError("give TEXT or --input, not both")
+    task_obj = get_host().registry.load("task", task)()
+    schema = load_schema(schema_path, task_obj.schema_kind) if schema_path else labels_schema(labels.split(","))
+    docs = [text] if text is not None else (line.rstrip("\n") for line in (input_path or sys.stdin) if line.strip())
+    engine = _make_backend(backend, model, backend_options)
+    try:
+        for extraction in run_extract(docs, engine, task=task, schema=schema, language=language, split_num=split_num,
+                                      style=PromptStyle(template, system),
+                                      params=_run_params(max_new_tokens, temperature, constrained),
+                                      batch_size=batch_size):
+            click.echo(json.dumps(extraction.as_dict(triples, raw), ensure_ascii=False))
+    finally:
+        engine.close()
+
+
+@cli.command()
+@click.option("--options", "options_of", default=None, metavar="NAME", help="List one backend's options.")
+def backends(options_of):
+    """List inference backends."""
+    import dataclasses
+
+    registry = get_host().registry
+    if options_of:
+        backend_cls = registry.load("backend", options_of)
+        for f in dataclasses.fields(backend_cls.Options):
+            default = f.default if f.default is not dataclasses.MISSING else "(required)"
+            click.echo(f"{f.name:<24} {str(f.type):<18} {default!r}")
+        return
+    for component in registry.components("backend"):
+        click.echo(f"{component.name:<10} {component.summary}  [{component.plugin}]")
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins(as_json):

@@ -31,8 +31,8 @@ class UnknownComponentError(KGCError, KeyError):
 
     def __init__(self, kind: str, name: str, known: Iterable[str]):
         known = sorted(known)
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-        close += [k for k in known if k.lower() == name.lower() and k not in close]
+        close = [k for k in known if k.lower() == name.lower()]  # a case slip is the likeliest
+        close += [k for k in difflib.get_close_matches(name, known, n=3, cutoff=0.5) if k not in close]
         msg = f"unknown {kind} '{name}'."
         if close:
             msg += f" Did you mean: {', '.join(close)}?"

@@ -60,7 +60,7 @@ class _Postprocessor:
     """Chains ``kgc_postprocess_prediction`` implementations, each seeing the previous result."""
 
     def __init__(self, host: PluginHost):
-        self.impls = list(reversed(host.pm.hook.kgc_postprocess_prediction.get_hookimpls()))
+        self.impls = host.pm.hook.kgc_postprocess_prediction.get_hookimpls()  # registration order
 
     def __call__(self, task: str, record: dict, prediction: dict) -> dict:
         for impl in self.impls:

@@ -61,13 +61,16 @@ def parse_answer(text: Any) -> ParsedAnswer:
     except (json.JSONDecodeError, RecursionError):  # deeply nested garbage must not crash the run
         pass
     fence = _FENCE.search(stripped)
+    whole = stripped.find("{")
+    outer = first_object(stripped, whole) if whole >= 0 else None
+    if fence and outer is not None and whole < fence.start() < whole + len(outer):
+        fence = None  # the ``` lies inside a JSON string of the answer: no fence
     body = fence.group(1) if fence else stripped
     start = body.find("{")
     candidate = first_object(body, start) if start >= 0 else None
-    whole = stripped.find("{")
-    if candidate is None and fence and whole >= 0 and first_object(stripped, whole) is not None:
-        # a ``` inside a JSON string is no fence: take the first complete object of the whole text
-        body, start, candidate = stripped, whole, first_object(stripped, whole)
+    if candidate is None and fence and outer is not None:
+        # a ``` inside a JSON string ended the fenced body early: take the whole object
+        body, start, candidate = stripped, whole, outer
     if start < 0:
         return ParsedAnswer(None, "failed", "no JSON object in the answer")
     if candidate is not None:

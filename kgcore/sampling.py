@@ -46,7 +46,7 @@ def negative_sample(labels: Sequence[str], positives: Sequence[str], ratio: floa
     With no positive label at least one negative is kept, so every text yields an instruction;
     with ``ratio`` 0 and no positive the result is empty and the caller drops the text.
     """
-    pos = set(positives)
+    pos = set(positives) & set(labels)  # a positive outside the schema is no positive of this instruction
     negatives = [l for l in labels if l not in pos]
     if ratio <= 0:
         return [l for l in labels if l in pos]

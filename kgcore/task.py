@@ -136,6 +136,11 @@ class Task:
     def item(self, label: Label, sample: Sample, opts: ConvertOptions, rng: random.Random) -> SchemaItem:
         return SchemaItem(label, tuple(label.role_names))
 
+    def items_from_schema_value(self, value: Any) -> list[SchemaItem]:
+        """Rebuild the schema items of an instruction from its ``schema`` field (inverse of :meth:`schema_value`)."""
+        names = list(value) if isinstance(value, (list, dict)) else []
+        return [SchemaItem(Label(str(n))) for n in names]
+
     def schema_value(self, items: list[SchemaItem], opts: ConvertOptions, descriptions: bool) -> Any:
         """The ``schema`` field of one instruction."""
         if descriptions:
@@ -158,6 +163,10 @@ class Task:
         return {"type": "array", "items": STRING, "maxItems": max_items}
 
     # -- scoring -------------------------------------------------------------------------
+    def triples(self, answer: dict[str, Any]) -> list[tuple[str, str, str]]:
+        """``(head, relation, tail)`` facts stated by an answer, for the knowledge graph."""
+        return [t for tuples in self.predicted(answer).values() for t in tuples if len(t) == 3]
+
     def gold(self, annotations: list[dict[str, Any]]) -> dict[str, list[Tuple]]:
         """Gold tuples per metric from a record's ``label`` annotations."""
         raise NotImplementedError

@@ -35,15 +35,15 @@ class Env:
         self.python = root / "venv" / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("KGC_", "PIP_"))}
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run([str(self.python), *args], cwd=self.work, env=self.env, capture_output=True,
-                                text=True, timeout=300)
+    def run(self, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+        result = subprocess.run([str(self.python), *args], cwd=self.work, env={**self.env, **env},
+                                capture_output=True, text=True, timeout=300)
         if check:
             assert result.returncode == 0, result.stdout + result.stderr
         return result
 
-    def kgc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return self.run("-m", "kgcore.cli", *args, check=check)
+    def kgc(self, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+        return self.run("-m", "kgcore.cli", *args, check=check, **env)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,8 @@ def example(tmp_path_factory) -> Env:
 
 
 def test_plugins_lists_the_example(example):
-    rows = {row["name"]: row for row in json.loads(example.kgc("plugins", "--json").stdout)}
+    listing = example.kgc("plugins", "--json", KGC_STRICT_PLUGINS="1")  # every plugin loads cleanly
+    rows = {row["name"]: row for row in json.loads(listing.stdout)}
     row = rows["example"]
     assert (row["distribution"], row["version"], row["module"], row["error"]) == \
         ("kgc-example-plugin", "0.1.0", "kgc_example", None)

@@ -79,6 +79,9 @@ def test_backticks_inside_strings_are_not_a_fence():
     value = {"a": "x```y", "b": ["```json"]}
     assert parse_answer("```json\n" + json.dumps(value) + "\n```").value == value
     assert parse_answer("Sure:\n" + json.dumps(value) + "\nDone").value == value
+    # the text after an inner ``` holds a complete object of its own: still not a fence
+    assert parse_answer(' {"```": {}} 0').value == {"```": {}}
+    assert parse_answer('Answer: {"a": "```", "b": {"c": 1}} done').value == {"a": "```", "b": {"c": 1}}
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -142,9 +145,11 @@ def test_first_object_helper():
 
 # -- properties -----------------------------------------------------------------------------
 
-_keys = st.text(max_size=8)
+# plain text, plus the strings that confuse a naive extractor: fences, braces, quotes, escapes
+_tricky = st.sampled_from(["```", "x```json\n", "{", "}", "}{", '"', '\\"', "\\", "NAN", ""])
+_keys = st.text(max_size=8) | _tricky
 _values = st.recursive(
-    st.text(max_size=12),
+    st.text(max_size=12) | _tricky,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(_keys, children, max_size=4),
     max_leaves=12,
 )
@@ -153,7 +158,7 @@ _dicts = st.dictionaries(_keys, _values, max_size=5)
 _prose = st.text(st.characters(blacklist_characters='{}[]"`\'\\', blacklist_categories=("Cs",)), max_size=30)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(_dicts, st.booleans())
 def test_property_clean_json_roundtrips(d, ascii_only):
     parsed = parse_answer(json.dumps(d, ensure_ascii=ascii_only))
@@ -161,7 +166,7 @@ def test_property_clean_json_roundtrips(d, ascii_only):
     assert parsed.value == d
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(_dicts, st.sampled_from(["json", "JSON", ""]), _prose, _prose, st.booleans())
 def test_property_fenced_json_roundtrips(d, lang, before, after, ascii_only):
     text = f"{before}\n```{lang}\n{json.dumps(d, ensure_ascii=ascii_only)}\n```\n{after}"
@@ -170,7 +175,7 @@ def test_property_fenced_json_roundtrips(d, lang, before, after, ascii_only):
     assert parsed.value == d
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(_dicts, _prose, _prose, st.booleans())
 def test_property_prose_wrapped_json_roundtrips(d, before, after, ascii_only):
     text = f"{before} {json.dumps(d, ensure_ascii=ascii_only)} {after}"

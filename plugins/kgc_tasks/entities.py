@@ -38,6 +38,9 @@ class NER(Task):
     def gold(self, annotations):
         return {"entity": [(a.get("entity"), a.get("entity_type")) for a in annotations]}
 
+    def triples(self, answer):
+        return [(mention, "type", label) for mention, label in self.predicted(answer)["entity"]]
+
     def predicted(self, answer):
         found = []
         for key, values in answer.items():

@@ -110,6 +110,18 @@ class EE(Task):
             return {item.name: item.label.description or item.name, "trigger": trigger, "arguments": roles}
         return {"event_type": item.name, "trigger": trigger, "arguments": list(item.roles)}
 
+    def items_from_schema_value(self, value):
+        entries = list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else []
+        items = []
+        for entry in entries:
+            if not isinstance(entry, dict):
+                continue
+            name = entry.get("event_type") or next((k for k in entry if k not in ("trigger", "arguments")), "")
+            arguments = entry.get("arguments", [])
+            triggers = entry.get("trigger") if isinstance(entry.get("trigger"), list) else None
+            items.append(SchemaItem(Label(name), tuple(arguments), tuple(triggers) if triggers is not None else None))
+        return items
+
     def schema_value(self, items, opts, descriptions):
         if descriptions:
             return {i.name: self.schema_entry(i, opts, True) for i in items}
@@ -127,6 +139,11 @@ class EE(Task):
         arguments = object_schema({r: STRING_OR_LIST for r in item.roles}, required=False)
         event = object_schema({"trigger": STRING, "arguments": arguments})
         return {"type": "array", "items": event, "maxItems": max_items}
+
+    def triples(self, answer):
+        found = event_tuples(answer)
+        return [(trigger, "event type", etype) for etype, trigger in found["event"]] + [
+            (etype, role, text) for etype, text, role in found["argument"]]
 
     def gold(self, annotations):
         events, arguments = [], []
@@ -193,6 +210,9 @@ class EET(Task):
             triggers = [e.trigger for e in sample.events if e.type == item.name and e.trigger]
             out[item.name] = position_sorted(triggers, sample.text) if opts.mention_order == "position" else triggers
         return out
+
+    def triples(self, answer):
+        return [(trigger, "event type", etype) for trigger, etype in self.predicted(answer)["trigger"]]
 
     def gold(self, annotations):
         return {"trigger": [(a.get("event_trigger"), a.get("event_type")) for a in annotations if a.get("event_trigger")]}

@@ -52,6 +52,12 @@ class KG(Task):
             rng.shuffle(attributes)
         return SchemaItem(label, tuple(attributes))
 
+    def items_from_schema_value(self, value):
+        from kgcore.schema import Label
+
+        return [SchemaItem(Label(i.get("entity_type", "")), tuple(i.get("attributes", [])))
+                for i in (value if isinstance(value, list) else []) if isinstance(i, dict)]
+
     def schema_value(self, items, opts, descriptions):
         value = []
         for item in items:

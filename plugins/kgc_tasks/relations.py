@@ -85,6 +85,13 @@ class SPO(RE):
         return unique([l.key for r in sample.relations for l in schema.labels
                        if self._matches(r, SchemaItem(l))])
 
+    def items_from_schema_value(self, value):
+        from kgcore.schema import Label
+
+        items = value if isinstance(value, list) else []
+        return [SchemaItem(Label(i.get("predicate", ""), subject_type=i.get("subject_type"),
+                                 object_type=i.get("object_type"))) for i in items if isinstance(i, dict)]
+
     def schema_value(self, items, opts, descriptions):
         value = []
         for i in items:

@@ -41,6 +41,9 @@ class TERM(Task):
     def gold(self, annotations):
         return {"term": [(a.get("term"), a.get("category")) for a in annotations]}
 
+    def triples(self, answer):
+        return [(term, "category", category) for term, category in self.predicted(answer)["term"]]
+
     def predicted(self, answer):
         found = []
         for category, terms in answer.items():
