@@ -1,0 +1,100 @@
+"""llama.cpp through llama-cpp-python: GGUF models on CPU or GPU, JSON-schema grammars."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from kgcore.backend import Backend, BackendError, Generation
+
+
+@dataclass(frozen=True)
+class LlamaCppOptions:
+    model: str
+    n_ctx: int = 4096
+    n_threads: int = 0  # 0: all cores
+    n_gpu_layers: int = 0
+    n_batch: int = 512
+    lora: str = ""  # a GGUF LoRA adapter
+    lora_scale: float = 1.0
+    seed: int = 42
+
+
+class LlamaCppBackend(Backend):
+    """Generates one request at a time (llama.cpp decodes a single sequence per context).
+
+    Without a named chat template the GGUF's own template (``tokenizer.chat_template``) renders
+    the messages, exactly as llama.cpp's server does. JSON-schema constraints become GBNF grammars,
+    compiled once per distinct schema.
+    """
+
+    name = "llamacpp"
+    Options = LlamaCppOptions
+    supports_json_schema = True
+
+    def __init__(self, options: LlamaCppOptions):
+        super().__init__(options)
+        from llama_cpp import Llama
+
+        if not Path(options.model).is_file():
+            raise BackendError(f"llamacpp: no GGUF file at '{options.model}'")
+        if options.lora and not Path(options.lora).is_file():
+            raise BackendError(f"llamacpp: no LoRA adapter at '{options.lora}'")
+        self.llm = Llama(model_path=options.model, n_ctx=options.n_ctx, n_batch=options.n_batch,
+                         n_threads=options.n_threads or os.cpu_count(), n_gpu_layers=options.n_gpu_layers,
+                         lora_path=options.lora or None, lora_scale=options.lora_scale, seed=options.seed,
+                         verbose=False)
+        self._grammars: dict[str, object] = {}
+        self._formatter = None
+
+    def _chat_formatter(self):
+        if self._formatter is None:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            template = self.llm.metadata.get("tokenizer.chat_template")
+            if not template:
+                raise BackendError("llamacpp: this GGUF has no chat template; pass --template NAME")
+            text = lambda token_id: self.llm._model.token_get_text(token_id) if token_id >= 0 else ""
+            self._formatter = Jinja2ChatFormatter(template=template, bos_token=text(self.llm.token_bos()),
+                                                  eos_token=text(self.llm.token_eos()), add_generation_prompt=True)
+        return self._formatter
+
+    def _tokens(self, request) -> tuple[list[int], list[str]]:
+        if request.prompt is not None:
+            return self.llm.tokenize(request.prompt.encode("utf-8"), add_bos=True, special=True), []
+        result = self._chat_formatter()(messages=[dict(m) for m in request.messages])
+        stop = [result.stop] if isinstance(result.stop, str) else list(result.stop or [])
+        tokens = self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
+        return tokens, stop
+
+    def _grammar(self, schema):
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._grammars:
+            from llama_cpp import LlamaGrammar
+
+            self._grammars[key] = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        return self._grammars[key]
+
+    def generate(self, requests, params):
+        out = []
+        for request in requests:
+            tokens, template_stop = self._tokens(request)
+            if len(tokens) >= self.options.n_ctx:
+                raise BackendError(f"llamacpp: prompt of {len(tokens)} tokens exceeds n_ctx={self.options.n_ctx}")
+            constrain = params.constrained and request.json_schema is not None
+            result = self.llm.create_completion(
+                tokens, max_tokens=min(params.max_new_tokens, self.options.n_ctx - len(tokens)),
+                temperature=params.temperature, top_p=params.top_p, seed=params.seed,
+                stop=list(dict.fromkeys([*params.stop, *template_stop])) or None,
+                grammar=self._grammar(request.json_schema) if constrain else None)
+            choice, usage = result["choices"][0], result["usage"]
+            out.append(Generation(choice["text"], usage["prompt_tokens"], usage["completion_tokens"],
+                                  choice.get("finish_reason") or "stop"))
+        return out
+
+    def close(self) -> None:
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None:
+            llm.close()
