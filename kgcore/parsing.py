@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+MAX_REPAIR_CHARS = 20_000
 _FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)(?:```|$)", re.S)
 
 
@@ -82,8 +83,11 @@ def parse_answer(text: Any) -> ParsedAnswer:
             pass
     import json_repair
 
+    damaged = candidate if candidate is not None else body[start:]
+    if len(damaged) > MAX_REPAIR_CHARS:  # json-repair is slow on huge garbage
+        return ParsedAnswer(None, "failed", f"unparseable answer longer than {MAX_REPAIR_CHARS} characters")
     try:
-        value = json_repair.loads(candidate if candidate is not None else body[start:])
+        value = json_repair.loads(damaged)
     except Exception as exc:  # json-repair gives up on some inputs
         return ParsedAnswer(None, "failed", f"unrepairable JSON: {exc}")
     if isinstance(value, list):  # several objects: keep the first

@@ -102,7 +102,7 @@ class PluginHost:
             raise PluginLoadError(f"plugin '{info.name}' ({info.module}): {message}") from exc
         info.error = message
         self.plugins[key or info.name] = info
-        warnings.warn(f"kgc plugin '{info.name}' skipped: {message}", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"kgc plugin '{info.name}': {message}", RuntimeWarning, stacklevel=3)
 
     # -- components ------------------------------------------------------------------------
     @property
@@ -136,7 +136,7 @@ class PluginHost:
         return registry
 
     def call(self, hook_name: str, **kwargs: Any) -> list[Any]:
-        """Call a pipeline hook; results come in plugin order."""
+        """Call a pipeline hook; results come last-registered first (pluggy's order)."""
         return getattr(self.pm.hook, hook_name)(**kwargs)
 
 

@@ -651,3 +651,13 @@ def test_kgc_entry_point(tmp_path):
     done = subprocess.run([sys.executable, "-m", "kgcore.cli", "evaluate", str(path), "--json", "-q"],
                           capture_output=True, text=True, check=True)
     assert json.loads(done.stdout)["metrics"]["entity"]["tp"] == 4
+
+
+def test_eea_answers_in_iepile_form_score_arguments():
+    """IEPile's EEA answers list {role: value} per event, without trigger/arguments keys."""
+    from kgcore.plugins import get_host
+
+    task = get_host().registry.load("task", "EEA")()
+    found = task.predicted({"组织关系-裁员": [{"裁员方": "猛龙", "时间": "NAN", "裁员人数": ["3人", "4人"]}]})
+    assert sorted(found["argument"]) == [("组织关系-裁员", "3人", "裁员人数"), ("组织关系-裁员", "4人", "裁员人数"),
+                                         ("组织关系-裁员", "猛龙", "裁员方")]

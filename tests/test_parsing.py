@@ -184,3 +184,12 @@ def test_property_prose_wrapped_json_roundtrips(d, before, after, ascii_only):
     assert parsed.value == d
     # with nothing but whitespace around it, it is plain clean JSON
     assert parsed.status == ("ok" if not (before.strip() or after.strip()) else "extracted")
+
+
+def test_huge_garbage_fails_fast():
+    import time
+
+    start = time.perf_counter()
+    parsed = parse_answer("{" * 200_000)
+    assert not parsed.ok and "longer than" in parsed.error
+    assert time.perf_counter() - start < 2

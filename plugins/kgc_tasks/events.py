@@ -58,7 +58,10 @@ def event_tuples(answer: dict[str, Any]) -> dict[str, list[tuple]]:
             trigger = value.get("trigger", "")
             if isinstance(trigger, str):
                 events.append((event_type, trigger))
-            args = value.get("arguments", {})
+            if "arguments" in value or "trigger" in value:
+                args = value.get("arguments", {})
+            else:  # IEPile's EEA answers: {role: value} without trigger/arguments keys
+                args = value
             if isinstance(args, list):  # tolerate [{"role": r, "argument": a}]
                 args = [(a.get("role"), a.get("argument")) for a in args if isinstance(a, dict)]
             elif isinstance(args, dict):
