@@ -305,16 +305,29 @@ def tasks():
 
 
 @cli.command()
-@click.option("--show", "show", default=None, help="Print one template's full text.")
+@click.option("--show", "show", default=None, help="Print one instruction text, or a chat template's rendering.")
 def templates(show):
-    """List instruction templates (TASK.LANGUAGE[.VARIANT])."""
+    """List instruction templates (TASK.LANGUAGE[.VARIANT]) and chat templates."""
     registry = get_host().registry
-    if show:
+    if show and show in registry.names("instruction"):
         instruction = registry.load("instruction", show)
-        click.echo(instruction.text + (f"\n(with examples: +{instruction.example_suffix!r})" if instruction.example_suffix else ""))
+        suffix = f"\n(with examples: +{instruction.example_suffix!r})" if instruction.example_suffix else ""
+        click.echo(instruction.text + suffix)
         return
+    if show == "auto":
+        click.echo("auto: the model's own chat template (from its tokenizer or GGUF file) renders the instruction")
+        return
+    if show:
+        from .chat import load_chat_template
+
+        click.echo(load_chat_template(show, registry).render("{instruction}"))
+        return
+    click.echo("Instruction templates:")
     for component in registry.components("instruction"):
-        click.echo(f"{component.name:<16} {component.summary}…  [{component.plugin}]")
+        click.echo(f"  {component.name:<16} {component.summary}…  [{component.plugin}]")
+    click.echo("Chat templates (--template):")
+    for component in registry.components("chat_template"):
+        click.echo(f"  {component.name:<16} {component.summary}  [{component.plugin}]")
 
 
 def _format_warning(message, category, filename, lineno, line=None):
