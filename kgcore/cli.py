@@ -309,7 +309,7 @@ def tasks():
 def templates(show):
     """List instruction templates (TASK.LANGUAGE[.VARIANT]) and chat templates."""
     registry = get_host().registry
-    if show and show in registry.names("instruction"):
+    if show and "." in show and not show.endswith((".yaml", ".yml")):  # TASK.LANGUAGE names
         instruction = registry.load("instruction", show)
         suffix = f"\n(with examples: +{instruction.example_suffix!r})" if instruction.example_suffix else ""
         click.echo(instruction.text + suffix)

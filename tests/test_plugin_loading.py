@@ -77,7 +77,7 @@ def test_broken_plugin_is_skipped_and_reported(broken, deepke, tmp_path):
     out = tmp_path / "ner.json"
     result = kgc(*convert_args(deepke, "NER", out), path=broken, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "kgc plugin 'broken' skipped: RuntimeError: boom from kgc_broken" in result.stderr
+    assert "kgc plugin 'broken': RuntimeError: boom from kgc_broken" in result.stderr
     records = lines(out)
     assert len(records) == len(lines(deepke / "NER" / "sample.json")) == 6  # NER: 3 labels, 1 chunk a text
     assert {r["task"] for r in records} == {"NER"}
