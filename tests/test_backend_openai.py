@@ -396,7 +396,7 @@ def _free_port() -> int:
 def llama_server(smollm2_gguf, tmp_path_factory):
     missing = [name for name in _SERVER_DEPS if importlib.util.find_spec(name) is None]
     if missing:
-        pytest.skip(f"llama-cpp-python's server is not installed (missing {', '.join(missing)})")
+        pytest.fail(f"llama-cpp-python's server is not installed (missing {', '.join(missing)}); run bash .ci/setup")
     port = _free_port()
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     with log.open("wb") as fh:
@@ -489,3 +489,17 @@ def test_llama_server_rejects_json_schema_style_clearly(llama_server):
     with pytest.raises(BackendError, match=rf"^openai backend: {url}/chat/completions HTTP 500 .* after 2 attempts"):
         backend.generate([_request("Nadim Ladki")], GenerationParams(max_new_tokens=8))
     backend.close()
+
+
+def test_server_and_in_process_llamacpp_agree_on_greedy_answers(llama_server, ner_records, tmp_path, smollm2_gguf):
+    """The same GGUF, template and grammar through HTTP or in-process give the same greedy answers."""
+    url, _ = llama_server
+    outputs = {}
+    for name, args in {"server": ["--backend", "openai", "-m", "smollm2", "-O", f"base_url={url}",
+                                  "-O", "response_format=json_object_schema"],
+                       "in-process": ["--backend", "llamacpp", "-m", str(smollm2_gguf)]}.items():
+        out = tmp_path / f"{name}.jsonl"
+        done = _kgc("predict", "-i", ner_records, "-o", out, *args, "--max-new-tokens", "160", "-q", timeout=300)
+        assert done.returncode == 0, done.stderr
+        outputs[name] = {record_key(r): json.loads(r["output"]) for _, r in read_jsonl(out)}
+    assert len(outputs["server"]) == 4 and outputs["server"] == outputs["in-process"]
