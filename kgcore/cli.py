@@ -259,6 +259,108 @@ def extract(text, input_path, task, labels, schema_path, language, split_num, tr
 
 
 @cli.command()
+@click.option("--text", "--text_input", "--text-input", "text", default=None, help="The input text (DA: the relation).")
+@click.option("-i", "--input", "input_path", type=click.File("r", encoding="utf-8"), default=None,
+              help="File of texts, one per line ('-' for standard input); a JSON-object line "
+                   "{text, head_entity, ...} sets its own RE pair.")
+@click.option("-t", "--task", required=True, type=click.Choice(["ner", "re", "ee", "rte", "da"], case_sensitive=False))
+@click.option("--language", default="en", show_default=True, help="en or zh (ch and cn are accepted).")
+@click.option("-l", "--labels", default=None, help="Entity types / candidate relations, split on ',' or '，' (DA: required).")
+@click.option("--domain", default=None, help="Domain named in the default instruction.")
+@click.option("--instruction", default=None, help="Custom instruction instead of the default one.")
+@click.option("--examples", "--data-path", "--data_path", "examples_path", type=click.Path(exists=True, path_type=Path),
+              default=None, help="Few-shot examples: a reference example file, or a folder with {task}_{en|zh|ch|cn}.json.")
+@click.option("--zero-shot", is_flag=True, help="No examples (the default without --examples).")
+@click.option("--head-entity", "--head_entity", default=None, help="RE: head entity.")
+@click.option("--head-type", "--head_type", default=None, help="RE: head entity type.")
+@click.option("--tail-entity", "--tail_entity", default=None, help="RE: tail entity.")
+@click.option("--tail-type", "--tail_type", default=None, help="RE: tail entity type.")
+@click.option("--triples/--no-triples", default=True, show_default=True, help="Add (head, relation, tail) triples.")
+@click.option("--raw", is_flag=True, help="Also print the model's raw answer.")
+@click.option("--show-prompt", is_flag=True, help="Also print the prompt.")
+@click.option("--dry-run", is_flag=True, help="Print the prompts (JSON lines) without running a model.")
+@_backend_options
+def icl(text, input_path, task, language, labels, domain, instruction, examples_path, zero_shot, head_entity,
+        head_type, tail_entity, tail_type, triples, raw, show_prompt, dry_run, backend, model, backend_options,
+        template, system, max_new_tokens, temperature, constrained, batch_size):
+    """In-context learning (zero/few-shot) for ner, re, ee, rte, da through any backend: one JSON line per text."""
+    from .icl import IclSpec, icl_prompts, load_examples, run_icl
+    from .prediction import PromptStyle
+
+    if (text is None) == (input_path is None):
+        raise click.UsageError("give either --text or --input")
+    if zero_shot and examples_path is not None:
+        raise click.UsageError("--zero-shot and --examples contradict each other")
+    spec = IclSpec(task, language, labels or (), domain or None, instruction,
+                   tuple(load_examples(task, language, examples_path)) if examples_path else (),
+                   head_entity, head_type, tail_entity, tail_type)
+
+    def items():
+        if text is not None:
+            yield text
+            return
+        for number, line in enumerate(input_path, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            if line.lstrip().startswith("{"):
+                try:
+                    value = json.loads(line)
+                except json.JSONDecodeError:
+                    value = None
+                if isinstance(value, dict):
+                    if not isinstance(value.get("text"), str):
+                        raise InputError("a JSON line needs a 'text' string", path=input_path.name, line=number,
+                                         field="text")
+                    yield value
+                    continue
+            yield line
+
+    if text is not None:
+        spec.prompt(text)  # bad input (RE without its pair, ...) fails before a model is loaded
+    if dry_run:
+        for doc, item_spec, prompt in icl_prompts(items(), spec):
+            click.echo(json.dumps({"text": doc, "task": item_spec.task, "language": item_spec.language,
+                                   **(item_spec.pair or {}), "prompt": prompt}, ensure_ascii=False))
+        return
+    engine = _make_backend(backend, model, backend_options)
+    try:
+        for result in run_icl(items(), engine, spec, style=PromptStyle(template, system),
+                              params=_run_params(max_new_tokens, temperature, constrained), batch_size=batch_size):
+            click.echo(json.dumps(result.as_dict(triples, raw, show_prompt), ensure_ascii=False))
+    finally:
+        engine.close()
+
+
+def _train_options(fn):
+    from .training import click_options
+
+    for option in reversed(click_options()):
+        fn = option(fn)
+    return fn
+
+
+@cli.command(context_settings={"max_content_width": 110})
+@click.option("-c", "--config", "config_path", type=_EXISTING, default=None,
+              help="YAML or JSON training config (see docs/training.md); the flags below override its values.")
+@_train_options
+def train(config_path, **flags):
+    """Fine-tune a model on converted records (lora, qlora, full, freeze, ptuning, prefix).
+
+    Also runs under torchrun: torchrun --nproc_per_node N -m kgcore.cli train --config run.yaml
+    """
+    from .training import load_config, overrides_from_cli, train as run_train
+
+    result = run_train(load_config(config_path, overrides_from_cli(flags)))
+    if int(os.environ.get("RANK", "0")) == 0:
+        losses = f"loss {result.first_loss:.4f} -> {result.last_loss:.4f}" if result.last_loss is not None else ""
+        if result.last_eval_loss is not None:
+            losses += f", eval loss {result.first_eval_loss:.4f} -> {result.last_eval_loss:.4f}"
+        click.echo(f"{result.method} {result.produces} in {result.output_dir} ({losses}; "
+                   f"{result.metrics.get('train_runtime', 0):.1f} s)\nPredict with: {result.predict_command}", err=True)
+
+
+@cli.command()
 @click.option("--options", "options_of", default=None, metavar="NAME", help="List one backend's options.")
 def backends(options_of):
     """List inference backends."""
