@@ -136,10 +136,10 @@ def read_samples(path: str | Path, task: Task, *, reader: str = "jsonl", host: P
 
 def convert(input_path: str | Path, output_path: str | Path | None, *, task: str, schema: str | Path | Schema,
             options: ConvertOptions | None = None, instruction: str | None = None, reader: str = "jsonl",
-            progress: bool = True, host: PluginHost | None = None) -> ConvertStats:
+            limit: int | None = None, progress: bool = True, host: PluginHost | None = None) -> ConvertStats:
     """Convert ``input_path`` to instruction records at ``output_path`` (``None`` or ``-``: stdout).
 
-    The output file appears only when conversion finished: a bad line stops the run with its
+    ``limit`` converts only the first that many records. The output file appears only when conversion finished: a bad line stops the run with its
     file, line and field, and leaves no half-written output behind.
     """
     host = host or get_host()
@@ -169,9 +169,12 @@ def convert(input_path: str | Path, output_path: str | Path | None, *, task: str
     try:
         from tqdm import tqdm
 
-        bar = tqdm(total=count_lines(input_path), unit=" records", desc=f"convert {task}", disable=not progress,
+        total = count_lines(input_path)
+        bar = tqdm(total=min(total, limit) if limit is not None else total, unit=" records", desc=f"convert {task}", disable=not progress,
                    file=sys.stderr)
         for index, (line, sample) in enumerate(read_samples(input_path, task_obj, reader=reader, host=host)):
+            if limit is not None and index >= limit:
+                break
             bar.update(1)
             stats.records += 1
             records = converter.records(sample, index) if sample is not None else []
