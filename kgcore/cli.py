@@ -82,10 +82,11 @@ def cli(debug: bool) -> None:
 @click.option("--eea-test-triggers/--no-eea-test-triggers", default=True, show_default=True,
               help="EEA test instructions name the gold triggers, as training ones do.")
 @click.option("--reader", default="jsonl", show_default=True, help="Dataset reader (see `kgc plugins`).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Convert only the first N records.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def convert(input_path, output_path, schema_path, task, language, split, split_num, neg_schema, order, random_sort,
             hard_negative_path, hard_negative_section, cluster_mode, seed, source, instruction, examples_path,
-            descriptions, relation_keys, mention_order, eea_test_triggers, reader, quiet):
+            descriptions, relation_keys, mention_order, eea_test_triggers, reader, limit, quiet):
     """Convert annotated samples into IEPile-style instruction records."""
     from .conversion import convert as run_convert, load_hard_negatives
     from .task import ConvertOptions
