@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kgcore.backend import Backend, BackendError, Generation
@@ -12,12 +12,12 @@ from kgcore.backend import Backend, BackendError, Generation
 
 @dataclass(frozen=True)
 class LlamaCppOptions:
-    model: str
+    model: str = ""  # empty: SmolLM2-135M-Instruct with kgc's IE adapter
     n_ctx: int = 4096
     n_threads: int = 0  # 0: all cores
     n_gpu_layers: int = 0
     n_batch: int = 512
-    lora: str = ""  # a GGUF LoRA adapter
+    lora: str = ""  # a GGUF LoRA adapter; "none" disables the default model's adapter
     lora_scale: float = 1.0
     seed: int = 42
 
@@ -35,6 +35,13 @@ class LlamaCppBackend(Backend):
     supports_json_schema = True
 
     def __init__(self, options: LlamaCppOptions):
+        if not options.model:
+            from .default_model import base_gguf, lora_gguf
+
+            default_lora = lora_gguf() if options.lora == "" else None
+            options = replace(options, model=str(base_gguf()), lora=str(default_lora or ""))
+        if options.lora == "none":
+            options = replace(options, lora="")
         super().__init__(options)
         from llama_cpp import Llama
 
