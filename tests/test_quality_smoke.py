@@ -1,0 +1,24 @@
+"""A smoke run of benchmarks/quality.py: the default model end to end on a few real test records."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_quality_benchmark_smoke(tmp_path, smollm2_gguf):
+    out = tmp_path / "rows.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--datasets", "conll2003",
+                           "resume_ner", "--configs", "zero-shot+json", "adapter+json", "--limit", "2",
+                           "--max-new-tokens", "96", "--json", str(out)], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())
+    assert [(r["dataset"], r["config"]) for r in rows] == [
+        ("conll2003", "zero-shot+json"), ("conll2003", "adapter+json"),
+        ("resume_ner", "zero-shot+json"), ("resume_ner", "adapter+json")]
+    for row in rows:
+        assert row["records"] == 2 and row["parse_failure_rate"] == 0.0 and 0 <= row["f1"]["entity"] <= 100
+    assert "| conll2003 | NER | en | adapter+json | 2 |" in done.stdout
