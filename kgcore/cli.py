@@ -103,7 +103,7 @@ def convert(input_path, output_path, schema_path, task, language, split, split_n
         examples=tuple(_read_examples(examples_path)) if examples_path else (),
         mention_order=mention_order, relation_keys=relation_keys, eea_test_triggers=eea_test_triggers)
     stats = run_convert(input_path, output_path, task=task, schema=schema_path, options=options,
-                        instruction=instruction, reader=reader, progress=not quiet)
+                        instruction=instruction, reader=reader, limit=limit, progress=not quiet)
     click.echo(f"{stats.records} records -> {stats.instructions} instructions ({stats.skipped} skipped)"
                + (f" in {stats.output}" if stats.output != "-" else ""), err=True)
 

@@ -24,7 +24,7 @@ from kgcore.errors import InputError
 from kgcore.jsonl import read_jsonl
 from kgcore.prediction import load_backend, record_key
 
-pytest.importorskip("openai")
+import openai  # noqa: F401,E402  (installed by .ci/setup)
 
 SECRET = "sk-test-7c1f0d9e-NEVER-SHOW-ME"
 SCHEMA = {"type": "object", "properties": {"person": {"type": "array", "items": {"type": "string"}, "maxItems": 4}},
