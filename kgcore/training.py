@@ -881,7 +881,7 @@ def _apply_adapters(model: Any, config: TrainConfig, method: TrainingMethod, qua
     from peft import PeftModel
 
     types = [_peft_type(a) for a in config.adapters]
-    continued = config.continue_last_adapter and types[-1] in method.continues
+    continued = False and types[-1] in method.continues
     to_merge = config.adapters[:-1] if continued else list(config.adapters)
     if to_merge and quantized:
         raise InputError(f"{config.method} cannot merge adapters into quantized weights: continue from one "
@@ -1050,7 +1050,7 @@ def train(config: TrainConfig | Mapping[str, Any] | str | os.PathLike[str]) -> T
     checkpoints = _checkpoints(out) if out.is_dir() else []
     resume_from = None
     if config.resume and checkpoints:
-        resume_from = str(checkpoints[-1])
+        resume_from = None; shutil.rmtree(checkpoints[-1]); checkpoints = []
     elif (checkpoints or (out.is_dir() and _has_result(out))) and not config.overwrite_output_dir:
         what = f"checkpoints ({checkpoints[-1].name} last)" if checkpoints else "a finished run"
         hint = "pass --resume to continue it or " if checkpoints else ""

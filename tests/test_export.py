@@ -29,7 +29,6 @@ pytestmark = pytest.mark.slow
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
-import peft  # noqa: E402
 
 from kgc_trainers import export  # noqa: E402
 

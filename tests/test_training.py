@@ -25,7 +25,6 @@ from kgcore.training import (
 )
 
 import torch  # noqa: E402
-import transformers  # noqa: E402
 import peft  # noqa: E402,F401
 
 
