@@ -859,10 +859,6 @@ def _resolve_dtype(name: str, config: TrainConfig, torch: Any) -> Any:
     return getattr(torch, name)
 
 
-def _has_result(path: Path) -> bool:
-    return any((path / name).exists() for name in ("adapter_config.json", "config.json", LOG_FILE))
-
-
 def _checkpoints(path: Path) -> list[Path]:
     return sorted((p for p in path.glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()),
                   key=lambda p: int(p.name[11:]))
@@ -881,7 +877,7 @@ def _apply_adapters(model: Any, config: TrainConfig, method: TrainingMethod, qua
     from peft import PeftModel
 
     types = [_peft_type(a) for a in config.adapters]
-    continued = False and types[-1] in method.continues
+    continued = config.continue_last_adapter and types[-1] in method.continues
     to_merge = config.adapters[:-1] if continued else list(config.adapters)
     if to_merge and quantized:
         raise InputError(f"{config.method} cannot merge adapters into quantized weights: continue from one "
@@ -1048,14 +1044,21 @@ def train(config: TrainConfig | Mapping[str, Any] | str | os.PathLike[str]) -> T
 
     # -- output directory: fresh, resumed or overwritten -----------------------------------------
     checkpoints = _checkpoints(out) if out.is_dir() else []
+    finished = out.is_dir() and any((out / name).exists() for name in ("adapter_config.json", "config.json"))
+    started = out.is_dir() and (out / LOG_FILE).exists()
     resume_from = None
     if config.resume and checkpoints:
-        resume_from = None; shutil.rmtree(checkpoints[-1]); checkpoints = []
-    elif (checkpoints or (out.is_dir() and _has_result(out))) and not config.overwrite_output_dir:
-        what = f"checkpoints ({checkpoints[-1].name} last)" if checkpoints else "a finished run"
+        resume_from = str(checkpoints[-1])
+    elif config.overwrite_output_dir:
+        pass
+    elif checkpoints or finished:
+        what = f"checkpoints ({checkpoints[-1].name} last)" if checkpoints else "a finished run without checkpoints"
         hint = "pass --resume to continue it or " if checkpoints else ""
         raise InputError(f"output_dir already holds {what}: {hint}--overwrite-output-dir to start over",
                          path=str(out), field="output_dir")
+    elif started and not config.resume:
+        raise InputError("output_dir holds a run that stopped before its first checkpoint: --resume restarts it, "
+                         "--overwrite-output-dir too", path=str(out), field="output_dir")
 
     # -- data (before any model loads: data errors come fast) -------------------------------------
     stats = DataStats()

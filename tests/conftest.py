@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# OpenMP threads of llama.cpp and torch spin while idle; on a small shared machine that slows both.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def find_shared() -> Path:

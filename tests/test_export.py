@@ -79,18 +79,26 @@ def prompt_texts(tokenizer) -> list[str]:
             for p in PROMPTS]
 
 
+def kgc_cli():
+    """The kgc command group with plugin commands registered, as ``kgc`` itself does (``kgc merge``
+    comes from the kgc_trainers plugin)."""
+    from kgcore.cli import cli
+    from kgcore.plugins import get_host
+
+    get_host().call("kgc_register_commands", cli=cli)
+    return cli
+
+
 @pytest.fixture(scope="module")
 def cli_run(smollm2_hf, adapter, converters, tmp_path_factory):
     """``kgc merge`` with every output: merged folder (named template), q8_0 GGUF and LoRA GGUF."""
     from click.testing import CliRunner
 
-    from kgcore.cli import cli
-
     out = tmp_path_factory.mktemp("cli")
     args = ["merge", "--base", str(smollm2_hf), "--adapter", str(adapter), "--out", str(out / "merged"),
             "--dtype", "float32", "--template", "default", "--gguf", str(out / "merged-q8_0.gguf"),
             "--gguf-type", "q8_0", "--lora-gguf", str(out / "lora.gguf")]
-    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    result = CliRunner().invoke(kgc_cli(), args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return out
 
@@ -231,8 +239,7 @@ def test_template_comes_from_the_training_run(tmp_path):
 def test_cli_merge_usage_errors(adapter, tmp_path):
     from click.testing import CliRunner
 
-    from kgcore.cli import cli
-
+    cli = kgc_cli()
     runner = CliRunner()
     result = runner.invoke(cli, ["merge", "--base", "b", "--adapter", str(adapter)])
     assert result.exit_code == 2 and "give --out, --gguf or --lora-gguf" in result.output

@@ -392,3 +392,21 @@ def test_options_checkpointing_neftune_and_a_held_out_split(tiny, conll, tmp_pat
     log = read_log(out / LOG_FILE)
     assert [r["step"] for r in log if r["eval_loss"] is not None] == [0, 1, 2]
     assert [r["lr"] for r in log if r["loss"] is not None][0] < 5e-5  # warming up
+
+
+def test_output_dir_is_never_reused_silently(tiny, conll, tmp_path):
+    done = tmp_path / "done"
+    train(_base(tiny, conll, done, max_steps=1, save_strategy="steps", save_steps=1))
+    with pytest.raises(InputError, match="checkpoints \\(checkpoint-1 last\\): pass --resume"):
+        train(_base(tiny, conll, done, max_steps=1))
+    train(_base(tiny, conll, done, max_steps=2, overwrite_output_dir=True))  # starts over: old checkpoints go
+    assert not list(done.glob("checkpoint-*")) and [r["step"] for r in read_log(done / LOG_FILE)] == [1, 2]
+    with pytest.raises(InputError, match="finished run without checkpoints"):
+        train(_base(tiny, conll, done, max_steps=2, resume=True))
+    crashed = tmp_path / "crashed"  # killed before its first checkpoint: only the log and config exist
+    crashed.mkdir()
+    (crashed / LOG_FILE).write_text('{"step": 1, "loss": 9.0}\n')
+    with pytest.raises(InputError, match="stopped before its first checkpoint"):
+        train(_base(tiny, conll, crashed, max_steps=1))
+    result = train(_base(tiny, conll, crashed, max_steps=1, resume=True))
+    assert result.resumed_from is None and len(read_log(crashed / LOG_FILE)) == 1
