@@ -153,7 +153,7 @@ class HFBackend(Backend):
     def _attach_adapters(self, model):
         from peft import PeftModel
 
-        if self.options.merge_adapters and not self.quantized:
+        if self.options.merge_adapters and not self.quantized and all(map(_mergeable, self.adapters)):
             # W + d1 + d2 + ...: the same model as keeping them all active, without the per-layer overhead.
             for path in self.adapters:
                 model = PeftModel.from_pretrained(model, path).merge_and_unload()
@@ -372,3 +372,12 @@ class _GrammarProcessor:
 
 
 __all__ = ["HFBackend", "HFOptions"]
+
+
+def _mergeable(adapter_dir: str) -> bool:
+    """LoRA-style adapters fold into the weights; prompt-learning ones (P-tuning, prefix) cannot."""
+    import json
+    from pathlib import Path
+
+    config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
+    return config.get("peft_type", "LORA") in {"LORA", "ADALORA", "LOHA", "LOKR", "IA3"}
