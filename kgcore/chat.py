@@ -521,3 +521,19 @@ __all__ = [
     "AUTO", "AUTO_TEMPLATE", "ChatTemplate", "GGUFChatInfo", "IGNORE_INDEX", "SpecialToken",
     "chat_template_from_yaml", "load_chat_template", "read_gguf_chat_template", "render_auto", "tokenizer_bos",
 ]
+
+
+def request_token_ids(tokenizer: Any, request: Any) -> list[int]:
+    """The prompt token ids of a backend request, exactly as the hf backend sends them and training learns them.
+
+    Without a rendered prompt the tokenizer's own chat template renders the messages; a prompt
+    rendered by a named template gets the tokenizer's bos when the tokenizer would add one.
+    """
+    if request.prompt is None:
+        text = tokenizer.apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=False)
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    ids = list(tokenizer(request.prompt, add_special_tokens=False)["input_ids"])
+    bos = tokenizer.bos_token_id
+    if bos is not None and getattr(tokenizer, "add_bos_token", True) and not (ids and ids[0] == bos):
+        ids.insert(0, bos)
+    return ids

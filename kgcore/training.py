@@ -613,16 +613,9 @@ class PromptEncoder:
 
     def prompt_ids(self, instruction: str) -> list[int]:
         """Exactly the ids the hf backend feeds the model for ``instruction`` (``HFBackend._encode``)."""
-        tok = self.tokenizer
-        request = self.builder(instruction)
-        if request.prompt is None:
-            text = tok.apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=False)
-            return list(tok(text, add_special_tokens=False)["input_ids"])
-        ids = list(tok(request.prompt, add_special_tokens=False)["input_ids"])
-        bos = tok.bos_token_id
-        if bos is not None and getattr(tok, "add_bos_token", True) and not (ids and ids[0] == bos):
-            ids.insert(0, bos)
-        return ids
+        from .chat import request_token_ids
+
+        return request_token_ids(self.tokenizer, self.builder(instruction))
 
     def encode(self, instruction: str, output: str) -> tuple[list[int], list[int], list[int]]:
         """``(prompt_ids, answer_ids, answer_labels)`` before any length cut."""

@@ -181,14 +181,9 @@ class HFBackend(Backend):
         if request.prompt is None:
             if not getattr(tok, "chat_template", None):
                 raise BackendError(f"hf: '{self.options.model}' has no chat template; pass --template NAME")
-            text = tok.apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=False)
-            return list(tok(text, add_special_tokens=False)["input_ids"])
-        ids = list(tok(request.prompt, add_special_tokens=False)["input_ids"])
-        # A named template renders no bos; prepend it when the tokenizer would (as training does).
-        bos = tok.bos_token_id
-        if bos is not None and getattr(tok, "add_bos_token", True) and not (ids and ids[0] == bos):
-            ids.insert(0, bos)
-        return ids
+        from kgcore.chat import request_token_ids
+
+        return request_token_ids(tok, request)
 
     def _stop_setup(self, stop: Sequence[str]) -> tuple[list[int], list[str]]:
         """Stop strings that are single special tokens become eos ids; the rest go to ``stop_strings``."""
