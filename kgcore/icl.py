@@ -20,6 +20,7 @@ from typing import Any
 
 from .backend import Backend, GenerationParams
 from .errors import InputError
+from .parsing import CODE_FENCE
 
 TASKS = ("ner", "re", "ee", "rte", "da")
 LANGUAGES = ("en", "zh")
@@ -381,9 +382,6 @@ class IclAnswer:
         return self.status != "failed"
 
 
-_FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)(?:```|$)", re.DOTALL)
-
-
 def _balanced(text: str, start: int) -> str | None:
     """The bracketed literal starting at ``start``, aware of '…' and "…" strings; ``None`` if unclosed."""
     pairs = {"[": "]", "{": "}"}
@@ -442,7 +440,7 @@ def parse_literal(answer: str, opener: str = "[") -> tuple[Any, str, str]:
             continue
         if isinstance(value, (list, dict)):  # a tuple means several literals in a row: wrapped next
             return value, status, ""
-    fence = _FENCE.search(stripped)
+    fence = CODE_FENCE.search(stripped)
     body = fence.group(1).strip() if fence else stripped
     openers = opener + ("{" if opener == "[" else "")
     starts = [i for i, ch in enumerate(body) if ch in openers][:20]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_REPAIR_CHARS = 20_000
-_FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)(?:```|$)", re.S)
+CODE_FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)(?:```|$)", re.S)
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def parse_answer(text: Any) -> ParsedAnswer:
             return ParsedAnswer(value, "ok")
     except (json.JSONDecodeError, RecursionError):  # deeply nested garbage must not crash the run
         pass
-    fence = _FENCE.search(stripped)
+    fence = CODE_FENCE.search(stripped)
     whole = stripped.find("{")
     outer = first_object(stripped, whole) if whole >= 0 else None
     if fence and outer is not None and whole < fence.start() < whole + len(outer):
