@@ -154,7 +154,7 @@ def _tail(text: str, lines: int = 25) -> str:
 
 def _run_converter(script: str, args: Sequence[str], out_file: Path, *, version: str | None = None) -> Path:
     folder = converters_dir(version)
-    out_file = Path(out_file)
+    out_file = Path(out_file).resolve()  # the converter runs inside its own folder
     out_file.parent.mkdir(parents=True, exist_ok=True)
     partial = out_file.with_name(out_file.name + ".partial")
     env = dict(os.environ)
@@ -172,7 +172,7 @@ def _run_converter(script: str, args: Sequence[str], out_file: Path, *, version:
 def export_gguf(model_dir: str | os.PathLike[str], out_file: str | os.PathLike[str], outtype: str = "f16") -> Path:
     """Convert a transformers checkpoint folder (e.g. :func:`merge_adapters`' output) to one GGUF file
     with llama.cpp's ``convert_hf_to_gguf.py``. ``outtype``: f16 (default), q8_0, f32 or bf16."""
-    model_dir = Path(model_dir)
+    model_dir = Path(model_dir).resolve()
     if outtype not in GGUF_TYPES:
         raise InputError(f"GGUF type '{outtype}' is not one of {', '.join(GGUF_TYPES)}")
     if not (model_dir / "config.json").is_file() or not any(model_dir.glob("*.safetensors")):
@@ -186,7 +186,7 @@ def export_lora_gguf(adapter_dir: str | os.PathLike[str], base_dir: str | os.Pat
     ``convert_lora_to_gguf.py``; ``base_dir`` is the base model's transformers folder (only its
     config and tokenizer files are read). Load the result on top of the base model's GGUF:
     ``load_backend("llamacpp", {"model": base_gguf, "lora": out_file})``."""
-    adapter_dir, base_dir = Path(adapter_dir), Path(base_dir)
+    adapter_dir, base_dir = Path(adapter_dir).resolve(), Path(base_dir).resolve()
     config = _adapter_config(adapter_dir)
     if config.get("peft_type", "LORA") != "LORA":
         raise InputError(f"{adapter_dir}: llama.cpp takes LoRA adapters only, not {config.get('peft_type')}")
