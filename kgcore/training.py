@@ -1018,6 +1018,15 @@ _RESUME_FREE = {"epochs", "max_steps", "resume", "overwrite_output_dir", "loggin
                 "dataloader_num_workers", "max_eval_samples", "dev_file", "eval_batch_size"}
 
 
+def _checkpointing_arguments(transformers, enabled: bool) -> dict[str, Any]:
+    """Activation checkpointing for TrainingArguments, under its old name (transformers < 5.18) or new one."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(transformers.TrainingArguments)}
+    name = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    return {name: enabled, f"{name}_kwargs": {"use_reentrant": False} if enabled else None}
+
+
 def train(config: TrainConfig | Mapping[str, Any] | str | os.PathLike[str]) -> TrainResult:
     """Run one training (the Python API of ``kgc train``).
 
@@ -1126,8 +1135,7 @@ def train(config: TrainConfig | Mapping[str, Any] | str | os.PathLike[str]) -> T
         eval_strategy=config.eval_strategy if has_eval else "no", eval_steps=config.eval_steps,
         eval_on_start=bool(config.eval_on_start and has_eval),
         save_strategy=config.save_strategy, save_steps=config.save_steps, save_total_limit=config.save_total_limit,
-        activation_checkpointing=config.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
+        **_checkpointing_arguments(transformers, config.gradient_checkpointing),
         neftune_noise_alpha=config.neftune_alpha, include_num_input_tokens_seen="non_padding", report_to="none",
         remove_unused_columns=False, label_names=["labels"], deepspeed=deepspeed,
         dataloader_num_workers=config.dataloader_num_workers, dataloader_pin_memory=torch.cuda.is_available(),
