@@ -229,7 +229,8 @@ def predict(input_path, output_path, task, relation_keys, backend, model, backen
 @click.option("-t", "--task", required=True, help="Task, e.g. NER, RE, EE.")
 @click.option("-l", "--labels", default=None, help="Comma-separated labels (events/KG: type:role1/role2).")
 @click.option("-s", "--schema", "schema_path", type=_EXISTING, default=None, help="Schema file instead of --labels.")
-@click.option("--language", default="en", show_default=True)
+@click.option("--language", type=click.Choice(["auto", "en", "zh"]), default="auto", show_default=True,
+              help="Instruction language; auto: zh for a text with Chinese characters, else en.")
 @click.option("--split-num", type=int, default=None, help="Labels per instruction (default: the task's).")
 @click.option("--triples/--no-triples", default=True, show_default=True, help="Add (head, relation, tail) triples.")
 @click.option("--raw", is_flag=True, help="Also print the model's raw answers.")

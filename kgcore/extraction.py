@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -14,6 +15,8 @@ from .prediction import PromptStyle, RequestBuilder
 from .records import Sample
 from .schema import Label, Role, Schema
 from .task import ConvertOptions
+
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 @dataclass
@@ -43,16 +46,32 @@ def labels_schema(labels: Iterable[str]) -> Schema:
     return Schema(tuple(out))
 
 
-def extract(texts: Iterable[str], backend: Backend, *, task: str, schema: Schema, language: str = "en",
+def detect_language(text: str) -> str:
+    """``zh`` when the text holds CJK ideographs, else ``en``: the two instruction languages."""
+    return "zh" if _CJK.search(text) else "en"
+
+
+def extract(texts: Iterable[str], backend: Backend, *, task: str, schema: Schema, language: str = "auto",
             split_num: int | None = None, style: PromptStyle = PromptStyle(), params: GenerationParams = GenerationParams(),
             batch_size: int = 8, instruction: str | None = None, options: ConvertOptions | None = None,
             host: PluginHost | None = None) -> Iterator[Extraction]:
-    """Extract from each text: one instruction per schema chunk, answers merged per text."""
+    """Extract from each text: one instruction per schema chunk, answers merged per text.
+
+    ``language`` is the instruction language, ``zh`` or ``en``; ``auto`` picks it per text (:func:`detect_language`).
+    """
     host = host or get_host()
     task_obj = host.registry.load("task", task)()
-    options = replace(options or ConvertOptions(), split="test", language=language, order="file",
-                      split_num=split_num, eea_test_triggers=False)
-    converter = Converter(task_obj, schema, options, resolve_instruction(task_obj.name, language, instruction, host))
+    options = replace(options or ConvertOptions(), split="test", order="file", split_num=split_num,
+                      eea_test_triggers=False)
+    converters: dict[str, Converter] = {}
+
+    def converter(text: str) -> Converter:
+        lang = detect_language(text) if language == "auto" else language
+        if lang not in converters:
+            converters[lang] = Converter(task_obj, schema, replace(options, language=lang),
+                                         resolve_instruction(task_obj.name, lang, instruction, host))
+        return converters[lang]
+
     builder = RequestBuilder(style, task_obj, options, params.constrained, host)
     params = replace(params, stop=tuple(dict.fromkeys(params.stop + builder.stop)))
 
@@ -68,7 +87,7 @@ def extract(texts: Iterable[str], backend: Backend, *, task: str, schema: Schema
 
 def _run(texts, converter, builder, backend, params, task) -> list[Extraction]:
     chunks = [(i, r["instruction"]) for i, text in enumerate(texts)
-              for r in converter.records(Sample(text=text, record={"text": text}), i)]
+              for r in converter(text).records(Sample(text=text, record={"text": text}), i)]
     generations = backend.generate([builder(instruction) for _, instruction in chunks], params)
     results = [Extraction(text, {}, [], 0, []) for text in texts]
     for (i, _), generation in zip(chunks, generations, strict=True):
