@@ -335,6 +335,18 @@ def test_lora_gguf_changes_the_base_like_merging(smollm2_hf, cli_run, merged, to
         assert answer.startswith(tokenizer.decode(hf_greedy(model, tokenizer, text, 8)[:AGREE_TOKENS])), answer
 
 
+def test_lora_gguf_from_relative_paths(smollm2_hf, adapter, converters, tmp_path, monkeypatch):
+    """The converter runs in its own folder; paths given relative to the caller's must still work."""
+    import os
+    import shutil
+
+    shutil.copytree(adapter, tmp_path / "adapter")
+    monkeypatch.chdir(tmp_path)
+    base = os.path.relpath(smollm2_hf, tmp_path)
+    out = export.export_lora_gguf("adapter", base, "out/lora.gguf")
+    assert out == tmp_path / "out" / "lora.gguf" and out.read_bytes()[:4] == b"GGUF"
+
+
 # -- the converters' cache ----------------------------------------------------------------------------
 
 def test_missing_converters_name_the_fetch_command(tmp_path, monkeypatch):
