@@ -4,10 +4,14 @@
     python benchmarks/quality.py --limit 50            # the first 50 test records of each split
     python benchmarks/quality.py --datasets conll2003 --configs adapter --limit 2   # smoke run
 
-Configurations, all through the llama.cpp backend on SmolLM2-135M-Instruct (Q4_1 GGUF), greedy:
+    python benchmarks/quality.py --backend hf --model DIR --adapter DIR   # transformers (a GPU when present)
+
+Configurations, on SmolLM2-135M-Instruct, greedy:
   zero-shot       no adapter, free decoding
   zero-shot+json  no adapter, answers constrained to the task's JSON Schema
-  adapter+json    kgc's shipped IE adapter, constrained
+  adapter+json    kgc's IE adapter, constrained
+The default backend is llama.cpp with the Q4_1 GGUF and the shipped GGUF LoRA (what `kgc extract` uses).
+With --backend hf, --model is the de-quantized checkpoint and --adapter the PEFT adapter, in batches.
 Writes a Markdown table (stdout) and the full reports as JSON (--json).
 """
 
@@ -27,34 +31,42 @@ import kgcore  # noqa: E402
 from kgcore.backend import GenerationParams  # noqa: E402
 from kgcore.prediction import load_backend, predict  # noqa: E402
 
-#: dataset -> (task, language, split_num, metrics to report)
+#: dataset -> (task, language, split_num, metrics to report, answer tokens: above the longest training answer)
 DATASETS = {
-    "conll2003": ("NER", "en", 6, ("entity",)),
-    "conll04": ("RE", "en", 4, ("triple",)),
-    "webnlg": ("RE", "en", 8, ("triple",)),
-    "phee": ("EE", "en", 4, ("event", "argument")),
-    "msra_ner": ("NER", "zh", 6, ("entity",)),
-    "resume_ner": ("NER", "zh", 6, ("entity",)),
+    "conll2003": ("NER", "en", 6, ("entity",), 192),
+    "conll04": ("RE", "en", 4, ("triple",), 256),
+    "webnlg": ("RE", "en", 8, ("triple",), 256),
+    "phee": ("EE", "en", 4, ("event", "argument"), 768),
+    "msra_ner": ("NER", "zh", 6, ("entity",), 384),
+    "resume_ner": ("NER", "zh", 6, ("entity",), 512),
 }
 CONFIGS = {
-    "zero-shot": {"lora": "none", "constrained": False},
-    "zero-shot+json": {"lora": "none", "constrained": True},
-    "adapter+json": {"lora": "", "constrained": True},
+    "zero-shot": {"adapter": False, "constrained": False},
+    "zero-shot+json": {"adapter": False, "constrained": True},
+    "adapter+json": {"adapter": True, "constrained": True},
 }
 
 
-def run(dataset: str, config: str, limit: int | None, max_new_tokens: int, backends: dict) -> dict:
-    task, language, split_num, metrics = DATASETS[dataset]
+def backend_options(args: argparse.Namespace, adapter: bool) -> dict[str, str]:
+    if args.backend == "llamacpp":
+        return {"lora": "" if adapter else "none", "n_ctx": "4096"}
+    return {"model": args.model, "adapter": args.adapter if adapter else "", "batch_size": str(args.batch_size)}
+
+
+def run(dataset: str, config: str, args: argparse.Namespace, backends: dict) -> dict:
+    task, language, split_num, metrics, max_new_tokens = DATASETS[dataset]
     folder = SHARED / "datasets" / dataset
     work = Path(tempfile.mkdtemp(prefix=f"kgc-quality-{dataset}-"))
     kgcore.convert(folder / "test.json", work / "test.json", task=task, schema=folder / "schema.json",
                    options=kgcore.ConvertOptions(split="test", language=language, split_num=split_num),
-                   limit=limit, progress=False)
+                   limit=args.limit, progress=False)
     settings = CONFIGS[config]
-    backend = backends.setdefault(settings["lora"], load_backend("llamacpp", {"lora": settings["lora"], "n_ctx": "4096"}))
+    if settings["adapter"] not in backends:
+        backends[settings["adapter"]] = load_backend(args.backend, backend_options(args, settings["adapter"]))
     start = time.perf_counter()
-    predict(work / "test.json", work / "pred.json", backend, progress=False,
-            params=GenerationParams(max_new_tokens=max_new_tokens, constrained=settings["constrained"]))
+    predict(work / "test.json", work / "pred.json", backends[settings["adapter"]], progress=False,
+            batch_size=args.batch_size,
+            params=GenerationParams(max_new_tokens=args.max_new_tokens or max_new_tokens, constrained=settings["constrained"]))
     seconds = time.perf_counter() - start
     report = kgcore.evaluate(work / "pred.json", progress=False)
     return {"dataset": dataset, "config": config, "task": task, "language": language,
@@ -68,21 +80,29 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--limit", type=int, default=None, help="First N test records per split.")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="Answer tokens (default: per dataset).")
+    parser.add_argument("--backend", choices=["llamacpp", "hf"], default="llamacpp")
+    parser.add_argument("--model", help="hf: the de-quantized SmolLM2 checkpoint directory.")
+    parser.add_argument("--adapter", help="hf: the PEFT adapter directory.")
+    parser.add_argument("--batch-size", type=int, default=8, help="Instructions per backend call.")
     parser.add_argument("--json", type=Path, default=None, help="Also write the rows as JSON here.")
     args = parser.parse_args(argv)
+    if args.backend == "hf" and not (args.model and args.adapter):
+        parser.error("--backend hf needs --model and --adapter")
     backends: dict = {}
     rows = []
-    print(f"Quality of SmolLM2-135M-Instruct through kgc ({machine()}; limit {args.limit or 'none'})\n")
+    print(f"Quality of SmolLM2-135M-Instruct through kgc's {args.backend} backend "
+          f"({machine()}; limit {args.limit or 'none'})\n")
     print("| dataset | task | lang | configuration | records | F1 | parse failures % | records/s |")
     print("|---|---|---|---|---:|---|---:|---:|")
     for dataset in args.datasets:
         for config in args.configs:
-            row = run(dataset, config, args.limit, args.max_new_tokens, backends)
+            row = run(dataset, config, args, backends)
             rows.append(row)
             f1 = ", ".join(f"{m} {v:.2f}" for m, v in row["f1"].items())
             print(f"| {dataset} | {row['task']} | {row['language']} | {config} | {row['records']} | {f1} | "
                   f"{row['parse_failure_rate']:.1f} | {row['records_per_s']:.2f} |", flush=True)
+    print("\nBackends:", json.dumps([backend.describe() for backend in backends.values()]))
     for backend in backends.values():
         backend.close()
     if args.json:
