@@ -2,7 +2,7 @@
 
     python benchmarks/quality.py                       # all splits, all three configurations
     python benchmarks/quality.py --limit 50            # the first 50 test records of each split
-    python benchmarks/quality.py --datasets conll2003 --configs adapter --limit 2   # smoke run
+    python benchmarks/quality.py --datasets conll2003 --configs adapter+json --limit 2   # smoke
 
     python benchmarks/quality.py --backend hf --model DIR --adapter DIR   # transformers (a GPU when present)
 
@@ -64,9 +64,9 @@ def run(dataset: str, config: str, args: argparse.Namespace, backends: dict) -> 
     if settings["adapter"] not in backends:
         backends[settings["adapter"]] = load_backend(args.backend, backend_options(args, settings["adapter"]))
     start = time.perf_counter()
+    params = GenerationParams(max_new_tokens=args.max_new_tokens or max_new_tokens, constrained=settings["constrained"])
     predict(work / "test.json", work / "pred.json", backends[settings["adapter"]], progress=False,
-            batch_size=args.batch_size,
-            params=GenerationParams(max_new_tokens=args.max_new_tokens or max_new_tokens, constrained=settings["constrained"]))
+            batch_size=args.batch_size, params=params)
     seconds = time.perf_counter() - start
     report = kgcore.evaluate(work / "pred.json", progress=False)
     return {"dataset": dataset, "config": config, "task": task, "language": language,

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
 from kgc_backends import default_model
+
 from kgcore.backend import BackendError
 from kgcore.extraction import detect_language, extract, labels_schema
 from kgcore.prediction import load_backend
@@ -38,7 +38,8 @@ def test_extract_english_with_no_model_named(smollm2_gguf):
 
 
 def test_extract_chinese_with_no_model_named(smollm2_gguf):
-    line = _extract_cli("王小明毕业于北京大学，现任阿里巴巴集团工程师。", "--task", "NER", "--labels", "人名,组织机构,职位")
+    line = _extract_cli("王小明毕业于北京大学，现任阿里巴巴集团工程师。", "--task", "NER",
+                        "--labels", "人名,组织机构,职位")
     assert line["parse_failures"] == 0
     assert "王小明" in line["result"]["人名"] and "北京大学" in line["result"]["组织机构"]
 
@@ -76,7 +77,8 @@ def test_missing_base_model_names_the_install_command(monkeypatch):
 
 
 @pytest.mark.parametrize(("text", "language"), [
-    ("Angela Merkel visited Paris.", "en"), ("王小明毕业于北京大学。", "zh"), ("2024 年 Apple 发布了新品", "zh"), ("", "en")])
+    ("Angela Merkel visited Paris.", "en"), ("王小明毕业于北京大学。", "zh"), ("2024 年 Apple 发布了新品", "zh"),
+    ("", "en")])
 def test_instruction_language_follows_the_text(text, language):
     assert detect_language(text) == language
 
@@ -87,7 +89,8 @@ def test_auto_language_gives_each_text_its_instruction_language(smollm2_gguf):
     generate = backend.generate
     backend.generate = lambda requests, params: seen.extend(requests) or generate(requests, params)
     try:
-        list(extract(["Ada lives in Paris.", "王小明住在北京。"], backend, task="NER", schema=labels_schema(["person"])))
+        list(extract(["Ada lives in Paris.", "王小明住在北京。"], backend, task="NER",
+                     schema=labels_schema(["person"])))
     finally:
         backend.close()
     instructions = [json.loads(request.messages[-1]["content"])["instruction"] for request in seen]
