@@ -82,6 +82,11 @@ def parse_options(options_cls: type, pairs: Mapping[str, Any], backend: str) -> 
     if unknown:
         raise InputError(f"unknown option(s) {', '.join(unknown)} for backend '{backend}'; "
                          f"valid: {', '.join(sorted(fields))}")
+    missing = [name for name, f in fields.items() if name not in pairs and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        hint = " (-m MODEL)" if missing == ["model"] else ""
+        raise InputError(f"backend '{backend}' needs option(s) {', '.join(missing)}{hint}")
     values = {}
     for key, raw in pairs.items():
         kind = fields[key].type if isinstance(fields[key].type, str) else getattr(fields[key].type, "__name__", "str")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from kgcore.backend import GenerationParams, Request
+from kgcore.errors import InputError
 from kgcore.prediction import load_backend
 
 pytestmark = pytest.mark.slow
@@ -262,3 +263,12 @@ def test_bitsandbytes_quantized_loading_generates(smollm2_hf, bits):
     finally:
         backend.close()
     assert "Paris" in out.text and out.completion_tokens > 0
+
+
+def test_backend_options_name_what_is_missing_or_unknown():
+    with pytest.raises(InputError, match=r"backend 'hf' needs option\(s\) model \(-m MODEL\)"):
+        load_backend("hf", {})
+    with pytest.raises(InputError, match="unknown option.*colour.*valid: adapter"):
+        load_backend("hf", {"model": "x", "colour": "red"})
+    with pytest.raises(InputError, match="option 'batch_size' of backend 'hf' expects int, got 'many'"):
+        load_backend("hf", {"model": "x", "batch_size": "many"})
