@@ -2,6 +2,7 @@
 
     python benchmarks/quality.py                       # all splits, all three configurations
     python benchmarks/quality.py --limit 50            # the first 50 test records of each split
+    python benchmarks/quality.py --limit 10 --limit webnlg=3   # ... and 3 of WebNLG (28 instructions each)
     python benchmarks/quality.py --datasets conll2003 --configs adapter+json --limit 2   # smoke
 
     python benchmarks/quality.py --backend hf --model DIR --adapter DIR   # transformers (a GPU when present)
@@ -53,13 +54,24 @@ def backend_options(args: argparse.Namespace, adapter: bool) -> dict[str, str]:
     return {"model": args.model, "adapter": args.adapter if adapter else "", "batch_size": str(args.batch_size)}
 
 
+def parse_limits(values: list[str]) -> dict[str | None, int]:
+    """``["10", "webnlg=3"]`` -> ``{None: 10, "webnlg": 3}``: a default and per-dataset record limits."""
+    limits: dict[str | None, int] = {}
+    for value in values:
+        name, _, number = value.rpartition("=")
+        if name and name not in DATASETS or not number.isdigit() or int(number) < 1:
+            raise argparse.ArgumentTypeError(f"--limit {value}: expected N or DATASET=N (N >= 1)")
+        limits[name or None] = int(number)
+    return limits
+
+
 def run(dataset: str, config: str, args: argparse.Namespace, backends: dict) -> dict:
     task, language, split_num, metrics, max_new_tokens = DATASETS[dataset]
     folder = SHARED / "datasets" / dataset
     work = Path(tempfile.mkdtemp(prefix=f"kgc-quality-{dataset}-"))
     kgcore.convert(folder / "test.json", work / "test.json", task=task, schema=folder / "schema.json",
                    options=kgcore.ConvertOptions(split="test", language=language, split_num=split_num),
-                   limit=args.limit, progress=False)
+                   limit=args.limits.get(dataset, args.limits.get(None)), progress=False)
     settings = CONFIGS[config]
     if settings["adapter"] not in backends:
         backends[settings["adapter"]] = load_backend(args.backend, backend_options(args, settings["adapter"]))
@@ -79,7 +91,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--limit", type=int, default=None, help="First N test records per split.")
+    parser.add_argument("--limit", action="append", default=[], metavar="[DATASET=]N",
+                        help="First N test records per split, or of one dataset (repeatable).")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="Answer tokens (default: per dataset).")
     parser.add_argument("--backend", choices=["llamacpp", "hf"], default="llamacpp")
     parser.add_argument("--model", help="hf: the de-quantized SmolLM2 checkpoint directory.")
@@ -87,12 +100,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--batch-size", type=int, default=8, help="Instructions per backend call.")
     parser.add_argument("--json", type=Path, default=None, help="Also write the rows as JSON here.")
     args = parser.parse_args(argv)
+    try:
+        args.limits = parse_limits(args.limit)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
     if args.backend == "hf" and not (args.model and args.adapter):
         parser.error("--backend hf needs --model and --adapter")
     backends: dict = {}
     rows = []
     print(f"Quality of SmolLM2-135M-Instruct through kgc's {args.backend} backend "
-          f"({machine()}; limit {args.limit or 'none'})\n")
+          f"({machine()}; limit {' '.join(args.limit) or 'none'})\n")
     print("| dataset | task | lang | configuration | records | F1 | parse failures % | records/s |")
     print("|---|---|---|---|---:|---|---:|---:|")
     for dataset in args.datasets:
