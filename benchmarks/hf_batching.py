@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import conll_test_instructions, machine, smollm2_gguf  # noqa: E402
+from common import conll_test_instructions, machine  # noqa: E402
 
 from kgcore.backend import GenerationParams  # noqa: E402
 from kgcore.jsonl import read_jsonl  # noqa: E402
@@ -31,9 +31,9 @@ def main() -> None:
     args = parser.parse_args()
     model = args.model
     if model is None:
-        from kgc_backends.dequantize import dequantize_gguf
+        from kgc_backends.default_model import base_checkpoint
 
-        model = str(dequantize_gguf(smollm2_gguf(), Path.home() / ".cache" / "kgc" / "smollm2-135m-instruct"))
+        model = str(base_checkpoint())
     task = get_host().registry.load("task", "NER")()
     builder = RequestBuilder(PromptStyle(), task, constrained=False)
     requests = [builder(r["instruction"]) for _, r in read_jsonl(conll_test_instructions(args.n))]

@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import conll_test_instructions, machine, smollm2_gguf
+from common import conll_test_instructions, machine
+from kgc_backends.default_model import base_gguf
 
 import kgcore
 from kgcore.backend import GenerationParams
@@ -28,7 +29,7 @@ MAX_NEW = 128
 
 
 def _backend():
-    return load_backend("llamacpp", {"model": str(smollm2_gguf()), "n_ctx": "2048"})
+    return load_backend("llamacpp", {"model": str(base_gguf()), "n_ctx": "2048"})
 
 
 def _predict(backend, src: Path, constrained: bool) -> tuple[float, dict]:

@@ -20,7 +20,8 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import ROOT, conll_test_instructions, machine, smollm2_gguf  # noqa: E402
+from common import ROOT, conll_test_instructions, machine  # noqa: E402
+from kgc_backends.default_model import base_gguf  # noqa: E402
 
 
 def _predict(python: str, src: Path, args: list[str]) -> dict:
@@ -52,10 +53,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=40)
     parser.add_argument("--vllm-python", default=str(ROOT / ".venv-vllm" / "bin" / "python"))
     args = parser.parse_args()
-    from kgc_backends.dequantize import dequantize_gguf
+    from kgc_backends.default_model import base_checkpoint
 
-    gguf = smollm2_gguf()
-    hf_dir = dequantize_gguf(gguf, Path.home() / ".cache" / "kgc" / "smollm2-135m-instruct")
+    gguf = base_gguf()
+    hf_dir = base_checkpoint()
     src = conll_test_instructions(args.n)
     runs = {"llamacpp": (sys.executable, ["--backend", "llamacpp", "-m", str(gguf)]),
             "hf (batch 8)": (sys.executable, ["--backend", "hf", "-m", str(hf_dir), "--batch-size", "8"])}

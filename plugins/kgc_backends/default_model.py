@@ -7,6 +7,7 @@ kgc (``adapters/smollm2-ie``): a GGUF LoRA for llama.cpp and the PEFT adapter it
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 from kgcore.backend import BackendError
@@ -22,6 +23,16 @@ def base_gguf() -> Path:
     if not found:
         raise BackendError(f"the default model (SmolLM2-135M-Instruct) is not installed; run: {INSTALL_HINT}")
     return found[0]
+
+
+def base_checkpoint() -> Path:
+    """The base GGUF de-quantized into a transformers checkpoint (for ``hf``, ``vllm`` and training), made once
+    in ``$KGC_CACHE`` (default ``~/.cache/kgc``)."""
+    from .dequantize import dequantize_gguf
+
+    cache = Path(os.environ.get("KGC_CACHE", Path.home() / ".cache" / "kgc"))
+    cache.mkdir(parents=True, exist_ok=True)
+    return dequantize_gguf(base_gguf(), cache / "smollm2-135m-instruct")
 
 
 def lora_gguf() -> Path | None:
