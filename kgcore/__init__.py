@@ -1,22 +1,32 @@
 """kgc: build knowledge graphs from text with instruction-tuned LLMs.
 
-The public API is what the ``kgc`` command line calls::
+The public API, one entry per command (see docs/python-api.md)::
 
     import kgcore
     kgcore.convert("sample.json", "train.json", task="NER", schema="schema.json")
-    report = kgcore.evaluate("predictions.json", task="NER")
+    with kgcore.Extractor("NER", labels=["person", "location"]) as extract:
+        print(extract("Ada Lovelace lived in London.").triples)
+    report = kgcore.evaluate("predictions.json")
 """
 
 __version__ = "0.1.0"
 
+from .backend import Backend, BackendError, Generation, GenerationParams, Request, load_backend
 from .conversion import convert
-from .evaluation import evaluate
+from .errors import InputError, KGCError
+from .evaluation import Scorer, evaluate
+from .extraction import Extraction, Extractor, Span
 from .hookspecs import hookimpl
-from .plugins import PluginHost, get_registry
+from .parsing import ParsedAnswer, parse_answer, read_answer
+from .plugins import PluginHost, get_host, get_registry
+from .prediction import predict
+from .prompt import PromptStyle
 from .schema import Label, Role, Schema, load_schema
-from .task import ConvertOptions, Instruction, SchemaItem, Task
+from .task import ConvertOptions, Instruction, Sample, SchemaItem, Task, load_task
 
 __all__ = [
-    "ConvertOptions", "Instruction", "Label", "PluginHost", "Role", "Schema", "SchemaItem", "Task",
-    "convert", "evaluate", "get_registry", "hookimpl", "load_schema", "__version__",
+    "Backend", "BackendError", "ConvertOptions", "Extraction", "Extractor", "Generation", "GenerationParams",
+    "InputError", "Instruction", "KGCError", "Label", "ParsedAnswer", "PluginHost", "PromptStyle", "Request", "Role",
+    "Sample", "Schema", "SchemaItem", "Scorer", "Span", "Task", "__version__", "convert", "evaluate", "get_host",
+    "get_registry", "hookimpl", "load_backend", "load_schema", "load_task", "parse_answer", "predict", "read_answer",
 ]

@@ -1,7 +1,7 @@
 """The backend interface: a batch of requests in, one generation per request out.
 
 Backends are plugins (``kgc_register_backends``) that import their heavy library only when
-constructed. Each declares typed ``Options`` (a dataclass) so that ``-o key=value`` pairs are
+constructed. Each declares typed ``Options`` (a dataclass) so that ``-O key=value`` pairs are
 checked and listed.
 """
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .errors import KGCError
+from .options import parse_options
 
 
 class BackendError(KGCError):
@@ -57,6 +58,8 @@ class Backend:
     Options: ClassVar[type]
     #: Whether requests' ``json_schema`` is enforced while decoding.
     supports_json_schema: ClassVar[bool] = False
+    #: Distributions whose versions go into run metadata.
+    packages: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: Any):
         self.options = options
@@ -73,52 +76,11 @@ class Backend:
         """Release models, processes and connections."""
 
 
-def parse_options(options_cls: type, pairs: Mapping[str, Any], backend: str) -> Any:
-    """Build ``options_cls`` from string pairs, converting to the declared field types."""
-    from .errors import InputError
+def load_backend(name: str | None, options: Mapping[str, Any], host: Any = None) -> Backend:
+    """A registered backend (``None``: the default one) built with typed options (``{"model": ..., ...}``)."""
+    from .plugins import get_host
 
-    fields = {f.name: f for f in dataclasses.fields(options_cls)}
-    unknown = sorted(set(pairs) - set(fields))
-    if unknown:
-        raise InputError(f"unknown option(s) {', '.join(unknown)} for backend '{backend}'; "
-                         f"valid: {', '.join(sorted(fields))}")
-    missing = [name for name, f in fields.items() if name not in pairs and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
-    if missing:
-        hint = " (-m MODEL)" if missing == ["model"] else ""
-        raise InputError(f"backend '{backend}' needs option(s) {', '.join(missing)}{hint}")
-    values = {}
-    for key, raw in pairs.items():
-        kind = fields[key].type if isinstance(fields[key].type, str) else getattr(fields[key].type, "__name__", "str")
-        values[key] = _coerce(raw, kind, key, backend)
-    try:
-        return options_cls(**values)
-    except TypeError as exc:
-        raise InputError(f"backend '{backend}': {exc}") from None
-
-
-def _coerce(raw: Any, kind: str, key: str, backend: str) -> Any:
-    from .errors import InputError
-
-    if not isinstance(raw, str):
-        return raw
-    kind = kind.replace(" ", "")
-    try:
-        if kind.startswith("bool"):
-            if raw.lower() in {"1", "true", "yes", "on"}:
-                return True
-            if raw.lower() in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError(raw)
-        if kind.startswith("int"):
-            return int(raw)
-        if kind.startswith("float"):
-            return float(raw)
-        if kind.startswith(("tuple", "list")):
-            return tuple(x.strip() for x in raw.split(",") if x.strip())
-    except ValueError:
-        raise InputError(f"option '{key}' of backend '{backend}' expects {kind}, got '{raw}'") from None
-    return raw
-
-
-__all__ = ["Backend", "BackendError", "Generation", "GenerationParams", "Request", "parse_options"]
+    host = host or get_host()
+    name = name or host.default_backend()
+    backend_cls = host.registry.load("backend", name)
+    return backend_cls(parse_options(backend_cls.Options, options, f"backend '{name}'"))

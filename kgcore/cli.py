@@ -1,12 +1,20 @@
-"""The ``kgc`` command line: a thin layer over the Python API."""
+"""The ``kgc`` command line: a thin layer over the Python API.
+
+Plugin commands (``kgc_register_commands``) reuse the option groups defined here, so that every
+command takes texts, labels, task options and backends the same way: :func:`text_input`,
+:func:`backend_options`, :func:`task_options`, with :func:`read_texts` and :func:`make_backend`.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -16,6 +24,9 @@ from .plugins import get_host
 
 _PATH = click.Path(dir_okay=False, path_type=Path)
 _EXISTING = click.Path(exists=True, dir_okay=False, path_type=Path)
+#: Commands that also read unknown ``--name value`` options as task options (earlier flags such as
+#: ``--relation-keys`` keep working this way).
+_OPEN = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 
 class KgcGroup(click.Group):
@@ -37,7 +48,7 @@ class KgcGroup(click.Group):
 
 
 def _debug(ctx: click.Context) -> bool:
-    return bool(ctx.params.get("debug")) or os.environ.get("KGC_DEBUG") == "1"
+    return bool(ctx.find_root().params.get("debug")) or os.environ.get("KGC_DEBUG") == "1"
 
 
 @click.group(cls=KgcGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -47,7 +58,105 @@ def cli(debug: bool) -> None:
     """kgc: build knowledge graphs from text with instruction-tuned LLMs."""
 
 
-@cli.command()
+# -- option groups shared with plugin commands ------------------------------------------------
+
+def _apply(fn, options):
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def text_input(fn):
+    """TEXT argument or ``-i FILE`` (one text per line; ``-`` or nothing: standard input)."""
+    return _apply(fn, [
+        click.argument("text", required=False),
+        click.option("-i", "--input", "input_file", type=click.File("r", encoding="utf-8"), default=None,
+                     help="File of texts, one per line ('-' for standard input)."),
+    ])
+
+
+def read_texts(text: str | None, input_file: Any) -> Iterator[str]:
+    """The texts of :func:`text_input`: the argument, else the file's non-blank lines, else standard input."""
+    if text is not None and input_file is not None:
+        raise click.UsageError("give TEXT or --input, not both")
+    if text is not None:
+        yield text
+        return
+    for line in input_file or sys.stdin:
+        if line.strip():
+            yield line.rstrip("\r\n")
+
+
+def task_options(fn):
+    """``-T KEY=VALUE`` options of the task (``kgc tasks --options NAME`` lists them)."""
+    return click.option("-T", "--task-option", "task_option", multiple=True, metavar="KEY=VALUE",
+                        help="Task option (repeatable); `kgc tasks --options TASK` lists them.")(fn)
+
+
+def task_option_pairs(pairs: tuple[str, ...], extra: list[str] = ()) -> dict[str, str]:
+    """``-T`` pairs plus unknown ``--name value`` / ``--name`` / ``--no-name`` options as ``name=value``."""
+    from .options import parse_pairs
+
+    out = parse_pairs(pairs, "task option")
+    args = list(extra)
+    while args:
+        token = args.pop(0)
+        if not token.startswith("--") or token == "--":
+            raise click.UsageError(f"unexpected argument '{token}'")
+        name, sep, value = token[2:].partition("=")
+        if not sep:
+            if name.startswith("no-"):
+                name, value = name[3:], "false"
+            elif args and not args[0].startswith("-"):
+                value = args.pop(0)
+            else:
+                value = "true"
+        out[name.replace("-", "_")] = value
+    return out
+
+
+def backend_options(fn):
+    """Options of commands that run a model: backend, model, backend options, prompt and decoding."""
+    return _apply(fn, [
+        click.option("-b", "--backend", default=None, help="Backend; default: the one `kgc backends` marks."),
+        click.option("-m", "--model", default=None, help="Model path or name for the backend."),
+        click.option("-O", "--option", "backend_option", multiple=True, metavar="KEY=VALUE",
+                     help="Backend option (repeatable); `kgc backends --options NAME` lists them."),
+        click.option("--template", default="auto", show_default=True,
+                     help="Chat template name or YAML file; auto = the model's own template."),
+        click.option("--system", default=None, help="System prompt."),
+        click.option("--max-new-tokens", type=int, default=512, show_default=True),
+        click.option("--temperature", type=float, default=0.0, show_default=True, help="0 = greedy."),
+        click.option("--constrained/--no-constrained", default=True, show_default=True,
+                     help="Constrain answers to the task's JSON Schema where the backend can."),
+        click.option("--batch-size", type=int, default=8, show_default=True),
+    ])
+
+
+def make_backend(backend: str | None, model: str | None, backend_option: tuple[str, ...]):
+    """The backend of :func:`backend_options` (``None``: the default backend)."""
+    from .backend import load_backend
+    from .options import parse_pairs
+
+    pairs = parse_pairs(backend_option, "backend option")
+    if model is not None:
+        pairs["model"] = model
+    return load_backend(backend, pairs)
+
+
+def prompt_and_params(template: str, system: str | None, max_new_tokens: int, temperature: float,
+                      constrained: bool):
+    """``(PromptStyle, GenerationParams)`` of :func:`backend_options`."""
+    from .backend import GenerationParams
+    from .prompt import PromptStyle
+
+    return PromptStyle(template, system), GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature,
+                                                           constrained=constrained)
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+@cli.command(context_settings=_OPEN)
 @click.option("-i", "--input", "--src_path", "input_path", type=_EXISTING, required=True,
               help="Annotated samples, one JSON object per line (sample.json form).")
 @click.option("-o", "--output", "--tgt_path", "output_path", type=_PATH, default=None,
@@ -55,6 +164,7 @@ def cli(debug: bool) -> None:
 @click.option("-s", "--schema", "--schema_path", "schema_path", type=_EXISTING, required=True,
               help="Schema file: the 3-line form, a JSON list/dict, or a JSON/YAML {labels: [...]} file.")
 @click.option("-t", "--task", required=True, help="Task name (see `kgc tasks`), e.g. NER, RE, EE.")
+@task_options
 @click.option("--language", default="zh", show_default=True, help="Instruction language (zh or en).")
 @click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
 @click.option("--split-num", "--split_num", type=int, default=None,
@@ -75,21 +185,20 @@ def cli(debug: bool) -> None:
               help="Few-shot examples (JSON list or JSON lines of {input, output}) added as the 'example' field.")
 @click.option("--descriptions/--no-descriptions", default=None,
               help="Schema with label descriptions (default: when the schema file has any).")
-@click.option("--relation-keys", type=click.Choice(["head_tail", "subject_object"]), default="head_tail",
-              show_default=True, help="Keys of RE answers (IEPile/OneKE data use subject_object).")
-@click.option("--mention-order", type=click.Choice(["annotation", "position"]), default="annotation",
-              show_default=True, help="Order of mentions in answers: as annotated, or by position in the text.")
-@click.option("--eea-test-triggers/--no-eea-test-triggers", default=True, show_default=True,
-              help="EEA test instructions name the gold triggers, as training ones do.")
 @click.option("--reader", default="jsonl", show_default=True, help="Dataset reader (see `kgc plugins`).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Convert only the first N records.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def convert(input_path, output_path, schema_path, task, language, split, split_num, neg_schema, order, random_sort,
-            hard_negative_path, hard_negative_section, cluster_mode, seed, source, instruction, examples_path,
-            descriptions, relation_keys, mention_order, eea_test_triggers, reader, limit, quiet):
-    """Convert annotated samples into IEPile-style instruction records."""
+@click.pass_context
+def convert(ctx, input_path, output_path, schema_path, task, task_option, language, split, split_num, neg_schema,
+            order, random_sort, hard_negative_path, hard_negative_section, cluster_mode, seed, source, instruction,
+            examples_path, descriptions, reader, limit, quiet):
+    """Convert annotated samples into IEPile-style instruction records.
+
+    Task options (-T KEY=VALUE, or --KEY VALUE) are written into the records, e.g. -T
+    relation_keys=subject_object for RE; `kgc tasks --options TASK` lists them.
+    """
     from .conversion import convert as run_convert, load_hard_negatives
-    from .task import ConvertOptions
+    from .task import ConvertOptions, load_task
 
     if cluster_mode and hard_negative_path is None:
         raise click.UsageError("--cluster_mode needs --hard_negative_path")
@@ -100,9 +209,9 @@ def convert(input_path, output_path, schema_path, task, language, split, split_n
         order="random" if random_sort else (order or "sorted"),
         hard_negatives=load_hard_negatives(hard_negative_path, hard_negative_section) if hard_negative_path else None,
         seed=seed, source=source or "", descriptions=descriptions,
-        examples=tuple(_read_examples(examples_path)) if examples_path else (),
-        mention_order=mention_order, relation_keys=relation_keys, eea_test_triggers=eea_test_triggers)
-    stats = run_convert(input_path, output_path, task=task, schema=schema_path, options=options,
+        examples=tuple(_read_examples(examples_path)) if examples_path else ())
+    task_obj = load_task(task, task_option_pairs(task_option, ctx.args))
+    stats = run_convert(input_path, output_path, task=task_obj, schema=schema_path, options=options,
                         instruction=instruction, reader=reader, limit=limit, progress=not quiet)
     click.echo(f"{stats.records} records -> {stats.instructions} instructions ({stats.skipped} skipped)"
                + (f" in {stats.output}" if stats.output != "-" else ""), err=True)
@@ -155,67 +264,30 @@ def evaluate(path, input_path, task, scorer, match, by_source, sort_by, referenc
     click.echo(json.dumps(report, ensure_ascii=False, indent=2) if as_json else format_report(report))
 
 
-def _backend_options(fn):
-    """Options shared by commands that run a model."""
-    options = [
-        click.option("-b", "--backend", default="llamacpp", show_default=True, help="Backend (see `kgc backends`)."),
-        click.option("-m", "--model", default=None, help="Model path or name for the backend."),
-        click.option("-O", "--option", "backend_options", multiple=True, metavar="KEY=VALUE",
-                     help="Backend option (repeatable); `kgc backends --options NAME` lists them."),
-        click.option("--template", default="auto", show_default=True,
-                     help="Chat template name or YAML file; auto = the model's own template."),
-        click.option("--system", default=None, help="System prompt."),
-        click.option("--max-new-tokens", type=int, default=512, show_default=True),
-        click.option("--temperature", type=float, default=0.0, show_default=True, help="0 = greedy."),
-        click.option("--constrained/--no-constrained", default=True, show_default=True,
-                     help="Constrain answers to the task's JSON Schema where the backend can."),
-        click.option("--batch-size", type=int, default=8, show_default=True),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
-
-
-def _make_backend(backend, model, backend_options):
-    from .prediction import load_backend
-
-    pairs = {}
-    for item in backend_options:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise click.UsageError(f"backend option '{item}' is not KEY=VALUE")
-        pairs[key.strip()] = value
-    if model is not None:
-        pairs["model"] = model
-    return load_backend(backend, pairs)
-
-
-def _run_params(max_new_tokens, temperature, constrained):
-    from .backend import GenerationParams
-
-    return GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature, constrained=constrained)
-
-
-@cli.command()
+@cli.command(context_settings=_OPEN)
 @click.option("-i", "--input", "--input_file", "input_path", type=_EXISTING, required=True,
               help="Converted test records (kgc convert --split test).")
 @click.option("-o", "--output", "--output_file", "output_path", type=_PATH, required=True,
               help="Predictions: the input records plus 'output'. An existing file is resumed.")
 @click.option("-t", "--task", default=None, help="Task (default: the records' 'task' field).")
-@click.option("--relation-keys", type=click.Choice(["head_tail", "subject_object"]), default="head_tail",
-              show_default=True, help="RE answer keys the constrained schema asks for.")
-@_backend_options
+@task_options
+@backend_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def predict(input_path, output_path, task, relation_keys, backend, model, backend_options, template, system,
+@click.pass_context
+def predict(ctx, input_path, output_path, task, task_option, backend, model, backend_option, template, system,
             max_new_tokens, temperature, constrained, batch_size, quiet):
-    """Answer converted instructions with a model (resumable)."""
-    from .prediction import PromptStyle, predict as run_predict
+    """Answer converted instructions with a model (resumable).
 
-    engine = _make_backend(backend, model, backend_options)
+    Each record is answered with the task options it was converted with; -T KEY=VALUE overrides them.
+    """
+    from .prediction import predict as run_predict
+
+    overrides = task_option_pairs(task_option, ctx.args)
+    style, params = prompt_and_params(template, system, max_new_tokens, temperature, constrained)
+    engine = make_backend(backend, model, backend_option)
     try:
-        meta = run_predict(input_path, output_path, engine, task=task, style=PromptStyle(template, system),
-                           params=_run_params(max_new_tokens, temperature, constrained), batch_size=batch_size,
-                           relation_keys=relation_keys, progress=not quiet)
+        meta = run_predict(input_path, output_path, engine, task=task, task_options=overrides, style=style,
+                           params=params, batch_size=batch_size, progress=not quiet)
     finally:
         engine.close()
     click.echo(f"{meta['records']} records ({meta['answered_now']} answered now) in {meta['seconds']:.1f} s; "
@@ -223,173 +295,79 @@ def predict(input_path, output_path, task, relation_keys, backend, model, backen
 
 
 @cli.command()
-@click.argument("text", required=False)
-@click.option("-i", "--input", "input_path", type=click.File("r", encoding="utf-8"), default=None,
-              help="File of documents, one per line ('-' for standard input).")
+@text_input
 @click.option("-t", "--task", required=True, help="Task, e.g. NER, RE, EE.")
 @click.option("-l", "--labels", default=None, help="Comma-separated labels (events/KG: type:role1/role2).")
 @click.option("-s", "--schema", "schema_path", type=_EXISTING, default=None, help="Schema file instead of --labels.")
+@task_options
 @click.option("--language", type=click.Choice(["auto", "en", "zh"]), default="auto", show_default=True,
               help="Instruction language; auto: zh for a text with Chinese characters, else en.")
 @click.option("--split-num", type=int, default=None, help="Labels per instruction (default: the task's).")
 @click.option("--triples/--no-triples", default=True, show_default=True, help="Add (head, relation, tail) triples.")
 @click.option("--raw", is_flag=True, help="Also print the model's raw answers.")
-@_backend_options
-def extract(text, input_path, task, labels, schema_path, language, split_num, triples, raw, backend, model,
-            backend_options, template, system, max_new_tokens, temperature, constrained, batch_size):
-    """Extract from text: one JSON line per document."""
-    from .extraction import extract as run_extract, labels_schema
-    from .prediction import PromptStyle
+@backend_options
+def extract(text, input_file, task, labels, schema_path, task_option, language, split_num, triples, raw, backend,
+            model, backend_option, template, system, max_new_tokens, temperature, constrained, batch_size):
+    """Extract from text: one JSON line per document (result, triples, spans)."""
+    from .extraction import Extractor
     from .schema import load_schema
+    from .task import load_task
 
     if (labels is None) == (schema_path is None):
         raise click.UsageError("give either --labels or --schema")
-    if text is not None and input_path is not None:
-        raise click.UsageError("give TEXT or --input, not both")
-    task_obj = get_host().registry.load("task", task)()
-    schema = load_schema(schema_path, task_obj.schema_kind) if schema_path else labels_schema(labels.split(","))
-    docs = [text] if text is not None else (line.rstrip("\n") for line in (input_path or sys.stdin) if line.strip())
-    engine = _make_backend(backend, model, backend_options)
+    task_obj = load_task(task, task_option_pairs(task_option))
+    schema = load_schema(schema_path, task_obj) if schema_path else None
+    style, params = prompt_and_params(template, system, max_new_tokens, temperature, constrained)
+    texts = read_texts(text, input_file)
+    engine = make_backend(backend, model, backend_option)
     try:
-        for extraction in run_extract(docs, engine, task=task, schema=schema, language=language, split_num=split_num,
-                                      style=PromptStyle(template, system),
-                                      params=_run_params(max_new_tokens, temperature, constrained),
-                                      batch_size=batch_size):
+        extractor = Extractor(task_obj, schema, labels=labels.split(",") if labels else None, backend=engine,
+                              language=language, split_num=split_num, style=style, params=params, batch_size=batch_size)
+        for extraction in extractor.extract(texts):
             click.echo(json.dumps(extraction.as_dict(triples, raw), ensure_ascii=False))
     finally:
         engine.close()
 
 
-@cli.command()
-@click.option("--text", "--text_input", "--text-input", "text", default=None, help="The input text (DA: the relation).")
-@click.option("-i", "--input", "input_path", type=click.File("r", encoding="utf-8"), default=None,
-              help="File of texts, one per line ('-' for standard input); a JSON-object line "
-                   "{text, head_entity, ...} sets its own RE pair.")
-@click.option("-t", "--task", required=True, type=click.Choice(["ner", "re", "ee", "rte", "da"], case_sensitive=False))
-@click.option("--language", default="en", show_default=True, help="en or zh (ch and cn are accepted).")
-@click.option("-l", "--labels", default=None, help="Entity types / candidate relations, split on ',' or '，' (DA: required).")
-@click.option("--domain", default=None, help="Domain named in the default instruction.")
-@click.option("--instruction", default=None, help="Custom instruction instead of the default one.")
-@click.option("--examples", "--data-path", "--data_path", "examples_path", type=click.Path(exists=True, path_type=Path),
-              default=None, help="Few-shot examples: a reference example file, or a folder with {task}_{en|zh|ch|cn}.json.")
-@click.option("--zero-shot", is_flag=True, help="No examples (the default without --examples).")
-@click.option("--head-entity", "--head_entity", default=None, help="RE: head entity.")
-@click.option("--head-type", "--head_type", default=None, help="RE: head entity type.")
-@click.option("--tail-entity", "--tail_entity", default=None, help="RE: tail entity.")
-@click.option("--tail-type", "--tail_type", default=None, help="RE: tail entity type.")
-@click.option("--triples/--no-triples", default=True, show_default=True, help="Add (head, relation, tail) triples.")
-@click.option("--raw", is_flag=True, help="Also print the model's raw answer.")
-@click.option("--show-prompt", is_flag=True, help="Also print the prompt.")
-@click.option("--dry-run", is_flag=True, help="Print the prompts (JSON lines) without running a model.")
-@_backend_options
-def icl(text, input_path, task, language, labels, domain, instruction, examples_path, zero_shot, head_entity,
-        head_type, tail_entity, tail_type, triples, raw, show_prompt, dry_run, backend, model, backend_options,
-        template, system, max_new_tokens, temperature, constrained, batch_size):
-    """In-context learning (zero/few-shot) for ner, re, ee, rte, da through any backend: one JSON line per text."""
-    from .icl import IclSpec, icl_prompts, load_examples, run_icl
-    from .prediction import PromptStyle
+def _listing(kind: str, options_of: str | None, width: int, default: str | None = None) -> None:
+    from .options import describe_options
 
-    if (text is None) == (input_path is None):
-        raise click.UsageError("give either --text or --input")
-    if zero_shot and examples_path is not None:
-        raise click.UsageError("--zero-shot and --examples contradict each other")
-    spec = IclSpec(task, language, labels or (), domain or None, instruction,
-                   tuple(load_examples(task, language, examples_path)) if examples_path else (),
-                   head_entity, head_type, tail_entity, tail_type)
-
-    def items():
-        if text is not None:
-            yield text
-            return
-        for number, line in enumerate(input_path, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            if line.lstrip().startswith("{"):
-                try:
-                    value = json.loads(line)
-                except json.JSONDecodeError:
-                    value = None
-                if isinstance(value, dict):
-                    if not isinstance(value.get("text"), str):
-                        raise InputError("a JSON line needs a 'text' string", path=input_path.name, line=number,
-                                         field="text")
-                    yield value
-                    continue
-            yield line
-
-    if text is not None:
-        spec.prompt(text)  # bad input (RE without its pair, ...) fails before a model is loaded
-    if dry_run:
-        for doc, item_spec, prompt in icl_prompts(items(), spec):
-            click.echo(json.dumps({"text": doc, "task": item_spec.task, "language": item_spec.language,
-                                   **(item_spec.pair or {}), "prompt": prompt}, ensure_ascii=False))
+    registry = get_host().registry
+    if options_of:
+        for name, kind_name, value in describe_options(registry.load(kind, options_of).Options):
+            click.echo(f"{name:<24} {kind_name:<18} {value!r}")
         return
-    engine = _make_backend(backend, model, backend_options)
-    try:
-        for result in run_icl(items(), engine, spec, style=PromptStyle(template, system),
-                              params=_run_params(max_new_tokens, temperature, constrained), batch_size=batch_size):
-            click.echo(json.dumps(result.as_dict(triples, raw, show_prompt), ensure_ascii=False))
-    finally:
-        engine.close()
-
-
-def _train_options(fn):
-    from .training import click_options
-
-    for option in reversed(click_options()):
-        fn = option(fn)
-    return fn
-
-
-@cli.command(context_settings={"max_content_width": 110})
-@click.option("-c", "--config", "config_path", type=_EXISTING, default=None,
-              help="YAML or JSON training config (see docs/training.md); the flags below override its values.")
-@_train_options
-def train(config_path, **flags):
-    """Fine-tune a model on converted records (lora, qlora, full, freeze, ptuning, prefix).
-
-    Also runs under torchrun: torchrun --nproc_per_node N -m kgcore.cli train --config run.yaml
-    """
-    from .training import load_config, overrides_from_cli, train as run_train
-
-    result = run_train(load_config(config_path, overrides_from_cli(flags)))
-    if int(os.environ.get("RANK", "0")) == 0:
-        losses = f"loss {result.first_loss:.4f} -> {result.last_loss:.4f}" if result.last_loss is not None else ""
-        if result.last_eval_loss is not None:
-            losses += f", eval loss {result.first_eval_loss:.4f} -> {result.last_eval_loss:.4f}"
-        click.echo(f"{result.method} {result.produces} in {result.output_dir} ({losses}; "
-                   f"{result.metrics.get('train_runtime', 0):.1f} s)\nPredict with: {result.predict_command}", err=True)
+    for component in registry.components(kind):
+        mark = " (default)" if component.name == default else ""
+        click.echo(f"{component.name:<{width}} {component.summary}{mark}  [{component.plugin}]")
 
 
 @cli.command()
 @click.option("--options", "options_of", default=None, metavar="NAME", help="List one backend's options.")
 def backends(options_of):
     """List inference backends."""
-    import dataclasses
+    _listing("backend", options_of, 10, get_host().call("kgc_default_backend"))
 
-    registry = get_host().registry
-    if options_of:
-        backend_cls = registry.load("backend", options_of)
-        for f in dataclasses.fields(backend_cls.Options):
-            default = f.default if f.default is not dataclasses.MISSING else "(required)"
-            click.echo(f"{f.name:<24} {str(f.type):<18} {default!r}")
-        return
-    for component in registry.components("backend"):
-        click.echo(f"{component.name:<10} {component.summary}  [{component.plugin}]")
+
+@cli.command()
+@click.option("--options", "options_of", default=None, metavar="NAME", help="List one task's options (-T).")
+def tasks(options_of):
+    """List IE tasks."""
+    _listing("task", options_of, 8)
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins(as_json):
-    """List installed plugins, their hooks, components and load errors."""
+    """List installed plugins, their hooks, components, load errors and warnings."""
     host = get_host()
     registry = host.registry
     rows = []
     for info in host.plugins.values():
-        components = [f"{c.kind}:{c.name}" for c in registry.components() if c.plugin == info.name]
+        components = [f"{c.kind.name}:{c.name}" for c in registry.components() if c.plugin == info.name]
         rows.append({"name": info.name, "distribution": info.distribution, "version": info.version,
-                     "module": info.module, "hooks": info.hooks, "components": components, "error": info.error})
+                     "module": info.module, "hooks": info.hooks, "components": components, "error": info.error,
+                     "warnings": info.warnings})
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
@@ -399,13 +377,8 @@ def plugins(as_json):
         click.echo(f"{row['name']:<24} {dist:<24} {status}")
         if row["components"]:
             click.echo(f"{'':<24} {', '.join(row['components'])}")
-
-
-@cli.command()
-def tasks():
-    """List IE tasks."""
-    for component in get_host().registry.components("task"):
-        click.echo(f"{component.name:<8} {component.summary}  [{component.plugin}]")
+        for warning in row["warnings"]:
+            click.echo(f"{'':<24} WARNING: {warning}")
 
 
 @cli.command()
@@ -434,6 +407,37 @@ def templates(show):
         click.echo(f"  {component.name:<16} {component.summary}  [{component.plugin}]")
 
 
+# -- start-up ----------------------------------------------------------------------------------
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return str(getattr(value, "name", value))
+
+
+def _with_run_hooks(command: click.Command, name: str) -> None:
+    """Wrap a command's callback so that ``kgc_run_start`` / ``kgc_run_end`` fire around it."""
+    if isinstance(command, click.Group):
+        for sub_name, sub in command.commands.items():
+            _with_run_hooks(sub, f"{name} {sub_name}")
+        return
+    callback = command.callback
+    if callback is None or getattr(callback, "_kgc_run", False):
+        return
+
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with get_host().run(name, {k: _jsonable(v) for k, v in kwargs.items()}) as current:
+            result = callback(*args, **kwargs)
+            current.result = current.result if result is None else result
+            return result
+
+    run._kgc_run = True  # type: ignore[attr-defined]
+    command.callback = run
+
+
 def _format_warning(message, category, filename, lineno, line=None):
     return f"kgc: warning: {message}\n"
 
@@ -441,12 +445,14 @@ def _format_warning(message, category, filename, lineno, line=None):
 def main(argv: list[str] | None = None) -> None:
     warnings.formatwarning = _format_warning
     try:
-        get_host().call("kgc_register_commands", cli=cli)
+        get_host().add_commands(cli)
     except KGCError as exc:  # strict plugin mode: one line, like errors inside commands
         if os.environ.get("KGC_DEBUG") == "1" or "--debug" in (sys.argv[1:] if argv is None else argv):
             raise
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
+    for name, command in cli.commands.items():
+        _with_run_hooks(command, name)
     cli.main(args=argv, prog_name="kgc")
 
 

@@ -14,10 +14,9 @@ from typing import Any
 from .errors import InputError
 from .jsonl import count_lines, dumps
 from .plugins import PluginHost, get_host
-from .records import Sample
 from .sampling import split_by_num
 from .schema import Schema, load_schema
-from .task import ConvertOptions, Instruction, Task
+from .task import ConvertOptions, Instruction, Sample, SchemaItem, Task, load_task
 
 
 @dataclass
@@ -32,6 +31,15 @@ class ConvertStats:
         self.skipped += 1
         if len(self.skipped_lines) < 100:
             self.skipped_lines.append(line)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One instruction of one text: its schema items, the instruction string and, for training, the answer."""
+
+    items: tuple[SchemaItem, ...]
+    instruction: str
+    target: dict[str, Any] | None = None
 
 
 def stable_id(text: str) -> str:
@@ -77,15 +85,17 @@ def resolve_instruction(task: str, language: str, override: str | None, host: Pl
 
 
 class Converter:
-    """Turns one sample into instruction records; reusable across files."""
+    """Turns one sample into instructions; reusable across files."""
 
     def __init__(self, task: Task, schema: Schema, options: ConvertOptions, instruction: Instruction):
         self.task, self.schema, self.options, self.instruction = task, schema, options, instruction
         self.split_num = options.split_num if options.split_num is not None else task.default_split_num
         self.descriptions = schema.has_descriptions if options.descriptions is None else options.descriptions
         self.examples = list(options.examples or schema.examples)
+        self.task_options = task.changed_options()
 
-    def records(self, sample: Sample, index: int = 0) -> list[dict[str, Any]]:
+    def chunks(self, sample: Sample, index: int = 0) -> list[Chunk]:
+        """The instructions of one text (schema items in memory), in order."""
         opts, task = self.options, self.task
         rng = random.Random(f"{opts.seed}/{index}/{sample.text}")
         items = task.select(sample, self.schema, opts, rng)
@@ -99,64 +109,74 @@ class Converter:
             if self.examples:
                 instruction["example"] = self.examples
             instruction["input"] = sample.text
-            if opts.is_train:
-                out.append({"task": task.name, "source": opts.source, "instruction": dumps(instruction),
-                            "output": dumps(task.target(sample, chunk, opts))})
-            else:
-                record = {"id": stable_id(sample.text), "task": task.name, "source": opts.source,
-                          "instruction": dumps(instruction)}
-                if task.annotation_key in sample.record:
-                    record["label"] = dumps(sample.record[task.annotation_key])
-                out.append(record)
+            target = task.target(sample, chunk, opts) if opts.is_train else None
+            out.append(Chunk(tuple(chunk), dumps(instruction), target))
         return out
 
-
-def record_validator(task: Task):
-    import jsonschema
-
-    return jsonschema.Draft202012Validator(task.record_schema())
+    def records(self, sample: Sample, index: int = 0) -> list[dict[str, Any]]:
+        """The instruction records of one text, as ``kgc convert`` writes them."""
+        task, out = self.task, []
+        for chunk in self.chunks(sample, index):
+            if chunk.target is not None:
+                record = {"task": task.name, "source": self.options.source, "instruction": chunk.instruction,
+                          "output": dumps(chunk.target)}
+            else:
+                record = {"id": stable_id(sample.text), "task": task.name, "source": self.options.source,
+                          "instruction": chunk.instruction}
+                if task.annotation_key in sample.record:
+                    record["label"] = dumps(sample.record[task.annotation_key])
+            if self.task_options:
+                record["task_options"] = self.task_options
+            out.append(record)
+        return out
 
 
 def read_samples(path: str | Path, task: Task, *, reader: str = "jsonl", host: PluginHost | None = None):
     """Yield ``(line, Sample)`` from an annotated file, validated; bad lines raise :class:`InputError`."""
-    host = host or get_host()
-    read = host.registry.load("reader", reader)
-    validator = record_validator(task)
+    import jsonschema
+
+    read = (host or get_host()).registry.load("reader", reader)
+    validator = jsonschema.Draft202012Validator(task.record_schema())
     for line, record in read(path):
         errors = list(validator.iter_errors(record))
         if errors:
-            import jsonschema
-
             error = jsonschema.exceptions.best_match(errors)
             field_path = ".".join(str(p) for p in error.absolute_path) or None
             raise InputError(error.message, path=str(path), line=line, field=field_path)
         prepared = task.prepare(record)
-        yield line, (Sample.from_record(prepared) if prepared is not None else None)
+        yield line, (task.read(prepared) if prepared is not None else None)
 
 
-def convert(input_path: str | Path, output_path: str | Path | None, *, task: str, schema: str | Path | Schema,
+def convert(input_path: str | Path, output_path: str | Path | None, *, task: str | Task, schema: str | Path | Schema,
             options: ConvertOptions | None = None, instruction: str | None = None, reader: str = "jsonl",
             limit: int | None = None, progress: bool = True, host: PluginHost | None = None) -> ConvertStats:
     """Convert ``input_path`` to instruction records at ``output_path`` (``None`` or ``-``: stdout).
 
-    ``limit`` converts only the first that many records. The output file appears only when conversion finished: a bad line stops the run with its
-    file, line and field, and leaves no half-written output behind.
+    ``task`` is a task name or a :class:`Task` built with its options. ``limit`` converts only the
+    first that many records. The output file appears only when conversion finished: a bad line
+    stops the run with its file, line and field, and leaves no half-written output behind.
     """
     host = host or get_host()
-    task_obj: Task = host.registry.load("task", task)()
+    task_obj = task if isinstance(task, Task) else load_task(task, host=host)
     options = options or ConvertOptions()
     if not options.source:
         options = replace(options, source=Path(input_path).resolve().parent.name)
     if options.split not in {"train", "test"}:
         raise InputError(f"split must be 'train' or 'test', not '{options.split}'")
     if not isinstance(schema, Schema):
-        schema = load_schema(schema, task_obj.schema_kind)
+        schema = load_schema(schema, task_obj)
     converter = Converter(task_obj, schema, options, resolve_instruction(task_obj.name, options.language,
                                                                          instruction, host))
-    run_options = {"input": str(input_path), "output": str(output_path), "task": task, **asdict(options)}
-    run_options.pop("hard_negatives")
-    host.call("kgc_run_start", command="convert", options=run_options)
+    run_options = {"input": str(input_path), "output": str(output_path), "task": task_obj.name,
+                   "task_options": converter.task_options,
+                   **{k: v for k, v in asdict(options).items() if k != "hard_negatives"}}
+    with host.run("convert", run_options) as run:
+        run.result = stats = _write(converter, input_path, output_path, reader, limit, progress, host)
+    return stats
 
+
+def _write(converter: Converter, input_path, output_path, reader: str, limit: int | None, progress: bool,
+           host: PluginHost) -> ConvertStats:
     to_stdout = output_path in (None, "-")
     stats = ConvertStats(output="-" if to_stdout else str(output_path))
     if to_stdout:
@@ -170,20 +190,19 @@ def convert(input_path: str | Path, output_path: str | Path | None, *, task: str
         from tqdm import tqdm
 
         total = count_lines(input_path)
-        bar = tqdm(total=min(total, limit) if limit is not None else total, unit=" records", desc=f"convert {task}", disable=not progress,
-                   file=sys.stderr)
-        for index, (line, sample) in enumerate(read_samples(input_path, task_obj, reader=reader, host=host)):
-            if limit is not None and index >= limit:
-                break
-            bar.update(1)
-            stats.records += 1
-            records = converter.records(sample, index) if sample is not None else []
-            if not records:
-                stats.skip(line)
-            for record in records:
-                fh.write(dumps(record) + "\n")
-            stats.instructions += len(records)
-        bar.close()
+        with tqdm(total=min(total, limit) if limit is not None else total, unit=" records", file=sys.stderr,
+                  desc=f"convert {converter.task.name}", disable=not progress) as bar:
+            for index, (line, sample) in enumerate(read_samples(input_path, converter.task, reader=reader, host=host)):
+                if limit is not None and index >= limit:
+                    break
+                bar.update(1)
+                stats.records += 1
+                records = converter.records(sample, index) if sample is not None else []
+                if not records:
+                    stats.skip(line)
+                for record in records:
+                    fh.write(dumps(record) + "\n")
+                stats.instructions += len(records)
     except BaseException:
         if tmp is not None:
             fh.close()
@@ -192,5 +211,4 @@ def convert(input_path: str | Path, output_path: str | Path | None, *, task: str
     if tmp is not None:
         fh.close()
         os.replace(tmp, output_path)
-    host.call("kgc_run_end", command="convert", options=run_options, result=asdict(stats))
     return stats

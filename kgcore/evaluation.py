@@ -10,9 +10,9 @@ from typing import Any
 
 from .errors import InputError
 from .jsonl import count_lines, read_jsonl
-from .parsing import parse_answer
+from .parsing import read_answer
 from .plugins import PluginHost, get_host
-from .task import Task
+from .task import Task, load_task
 
 
 @dataclass
@@ -56,19 +56,22 @@ def _record_id(record: dict[str, Any], path: str, line: int) -> str:
                      path=path, line=line, field="id")
 
 
-class _Postprocessor:
-    """Chains ``kgc_postprocess_prediction`` implementations, each seeing the previous result."""
+class Scorer:
+    """Base class of scorers: one instance per metric, fed gold and predicted tuples text by text.
 
-    def __init__(self, host: PluginHost):
-        self.impls = host.pm.hook.kgc_postprocess_prediction.get_hookimpls()  # registration order
+    Built as ``Scorer(match="multiset" | "set", reference_rounding=False)``.
+    """
 
-    def __call__(self, task: str, record: dict, prediction: dict) -> dict:
-        for impl in self.impls:
-            available = {"task": task, "record": record, "prediction": prediction}
-            result = impl.function(**{a: available[a] for a in impl.argnames})
-            if result is not None:
-                prediction = result
-        return prediction
+    def __init__(self, match: str = "multiset", reference_rounding: bool = False):
+        self.match, self.reference_rounding = match, reference_rounding
+
+    def update(self, gold: list[tuple], pred: list[tuple]) -> None:
+        """Add one text's gold and predicted tuples."""
+        raise NotImplementedError
+
+    def result(self) -> dict[str, Any]:
+        """The metric so far: ``P``, ``R``, ``F1`` (percent), ``tp``, ``gold`` and ``pred``."""
+        raise NotImplementedError
 
 
 def evaluate(path: str | Path, *, task: str | None = None, scorer: str = "f1", match: str = "multiset",
@@ -77,11 +80,15 @@ def evaluate(path: str | Path, *, task: str | None = None, scorer: str = "f1", m
     """Score a predictions file (converted test records plus ``output``) and return the report."""
     host = host or get_host()
     path = str(path)
-    scorer_factory = host.registry.load("scorer", scorer)
-    postprocess = _Postprocessor(host)
     options = {"path": path, "task": task, "scorer": scorer, "match": match, "reference_rounding": reference_rounding}
-    host.call("kgc_run_start", command="evaluate", options=options)
+    with host.run("evaluate", options) as run:
+        run.result = report = _evaluate(path, task, host.registry.load("scorer", scorer), scorer, match, by_source,
+                                        reference_rounding, progress, host)
+    return report
 
+
+def _evaluate(path: str, task: str | None, scorer_factory: type[Scorer], scorer: str, match: str, by_source: bool,
+              reference_rounding: bool, progress: bool, host: PluginHost) -> dict[str, Any]:
     task_obj: Task | None = None
     groups: dict[tuple[str, str], _Group] = {}
     tallies: dict[str, _Tally] = defaultdict(_Tally)
@@ -96,7 +103,7 @@ def evaluate(path: str | Path, *, task: str | None = None, scorer: str = "f1", m
                 if not task:
                     raise InputError("no task given: pass --task or add a 'task' field", path=path, line=line,
                                      field="task")
-                task_obj = host.registry.load("task", task)()
+                task_obj = load_task(task, host=host)
             source = str(record.get("source") or "")
             key = (source, _record_id(record, path, line))
             tally = tallies[source]
@@ -106,15 +113,14 @@ def evaluate(path: str | Path, *, task: str | None = None, scorer: str = "f1", m
             if "output" not in record:
                 raise InputError("missing model output", path=path, line=line, field="output")
             tally.outputs += 1
-            parsed = parse_answer(record["output"])
+            parsed = read_answer(record["output"], task_obj.name, record, host)
             if not parsed.ok:
                 tally.failed += 1
                 failures.append({"line": line, "id": key[1], "source": source, "error": parsed.error,
                                  "output": record["output"]})
                 continue
             tally.repaired += parsed.status == "repaired"
-            answer = postprocess(task_obj.name, record, parsed.value)
-            for metric, tuples in task_obj.predicted(answer).items():
+            for metric, tuples in task_obj.predicted(parsed.value).items():
                 groups[key].pred[metric].extend(tuples)
 
     if task_obj is None:
@@ -140,7 +146,6 @@ def evaluate(path: str | Path, *, task: str | None = None, scorer: str = "f1", m
         report["by_source"] = {src: {**tallies[src].as_dict(), "metrics": {m: s.result() for m, s in scorers.items()}}
                                for src, scorers in sorted(per_source.items())}
     report["failures"] = failures
-    host.call("kgc_run_end", command="evaluate", options=options, result=report)
     return report
 
 

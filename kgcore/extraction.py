@@ -1,48 +1,79 @@
-"""``kgc extract``: raw text to structured results (and triples) through any backend."""
+"""``kgc extract``: raw text to structured results, triples and character spans, through any backend.
+
+An :class:`Extractor` is built once (task, schema, backend) and called on texts: each text becomes
+one instruction per schema chunk, exactly as ``kgc convert --split test`` writes them, and the
+answers are read back (:func:`kgcore.parsing.read_answer`) and merged per text.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .backend import Backend, GenerationParams
+from .backend import Backend, GenerationParams, load_backend
 from .conversion import Converter, resolve_instruction
-from .parsing import parse_answer
+from .parsing import read_answer
 from .plugins import PluginHost, get_host
-from .prediction import PromptStyle, RequestBuilder
-from .records import Sample
+from .prompt import PromptStyle, RequestBuilder
 from .schema import Label, Role, Schema
-from .task import ConvertOptions
+from .task import ConvertOptions, Task, load_task
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
+@dataclass(frozen=True)
+class Span:
+    """Where a quoted string occurs in the text: ``text[start:end]``, under the answer's ``label``."""
+
+    start: int
+    end: int
+    text: str
+    label: str
+
+
 @dataclass
 class Extraction:
+    """The result for one text: the merged answer, its triples, the spans of what it quotes, and the
+    raw answers (one per instruction) with how many of them could not be parsed."""
+
     text: str
-    result: dict[str, Any]
-    triples: list[tuple[str, str, str]]
-    parse_failures: int
-    raw: list[str]
+    result: dict[str, Any] = field(default_factory=dict)
+    triples: list[tuple[str, str, str]] = field(default_factory=list)
+    spans: list[Span] = field(default_factory=list)
+    parse_failures: int = 0
+    raw: list[str] = field(default_factory=list)
 
     def as_dict(self, with_triples: bool = True, with_raw: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"text": self.text, "result": self.result}
         if with_triples:
             out["triples"] = [list(t) for t in self.triples]
+        out["spans"] = [vars(s) for s in self.spans]
         out["parse_failures"] = self.parse_failures
         if with_raw:
             out["raw"] = self.raw
         return out
 
 
-def labels_schema(labels: Iterable[str]) -> Schema:
+def find_spans(text: str, mentions: Iterable[tuple[str, str]]) -> list[Span]:
+    """Every occurrence of each ``(string, label)`` in ``text``, in text order; strings it lacks have none."""
+    spans = []
+    for mention, label in mentions:
+        start = text.find(mention) if mention else -1
+        while start >= 0:
+            spans.append(Span(start, start + len(mention), mention, label))
+            start = text.find(mention, start + len(mention))
+    return sorted(spans, key=lambda s: (s.start, -s.end, s.label))
+
+
+def labels_schema(labels: Iterable[str], task: Task | None = None) -> Schema:
     """A schema from command-line labels (``type:role1/role2`` gives roles for events and KG)."""
     out = []
     for entry in labels:
         name, _, roles = entry.partition(":")
-        out.append(Label(name.strip(), roles=tuple(Role(r.strip()) for r in roles.split("/") if r.strip())))
+        label = task.label(name.strip()) if task is not None else Label(name.strip())
+        out.append(replace(label, roles=tuple(Role(r.strip()) for r in roles.split("/") if r.strip())))
     return Schema(tuple(out))
 
 
@@ -51,52 +82,81 @@ def detect_language(text: str) -> str:
     return "zh" if _CJK.search(text) else "en"
 
 
-def extract(texts: Iterable[str], backend: Backend, *, task: str, schema: Schema, language: str = "auto",
-            split_num: int | None = None, style: PromptStyle = PromptStyle(), params: GenerationParams = GenerationParams(),
-            batch_size: int = 8, instruction: str | None = None, options: ConvertOptions | None = None,
-            host: PluginHost | None = None) -> Iterator[Extraction]:
-    """Extract from each text: one instruction per schema chunk, answers merged per text.
+class Extractor:
+    """Extracts one task's labels from texts with one backend.
 
-    ``language`` is the instruction language, ``zh`` or ``en``; ``auto`` picks it per text (:func:`detect_language`).
+    ``task`` is a name or a :class:`Task` (``task_options`` apply to a name); the labels come from
+    ``schema`` or ``labels``; ``backend`` is a :class:`Backend` or a registered name (``None``: the
+    default one) built with ``backend_options``. ``language`` is the instruction language, ``zh`` or
+    ``en``; ``auto`` picks it per text (:func:`detect_language`). Close it (or use ``with``) to free
+    a backend it built.
     """
-    host = host or get_host()
-    task_obj = host.registry.load("task", task)()
-    options = replace(options or ConvertOptions(), split="test", order="file", split_num=split_num,
-                      eea_test_triggers=False)
-    converters: dict[str, Converter] = {}
 
-    def converter(text: str) -> Converter:
-        lang = detect_language(text) if language == "auto" else language
-        if lang not in converters:
-            converters[lang] = Converter(task_obj, schema, replace(options, language=lang),
-                                         resolve_instruction(task_obj.name, lang, instruction, host))
-        return converters[lang]
+    def __init__(self, task: str | Task, schema: Schema | None = None, *, labels: Iterable[str] | None = None,
+                 backend: Backend | str | None = None, backend_options: Mapping[str, Any] | None = None,
+                 task_options: Mapping[str, Any] | None = None, language: str = "auto", split_num: int | None = None,
+                 style: PromptStyle = PromptStyle(), params: GenerationParams = GenerationParams(),
+                 batch_size: int = 8, instruction: str | None = None, host: PluginHost | None = None):
+        self.host = host or get_host()
+        self.task = task if isinstance(task, Task) else load_task(task, task_options, self.host)
+        if (schema is None) == (labels is None):
+            raise ValueError("give either schema or labels")
+        self.schema = schema if schema is not None else labels_schema(labels, self.task)
+        self.language, self.instruction, self.batch_size = language, instruction, max(1, batch_size)
+        self.options = ConvertOptions(split="test", order="file", split_num=split_num)
+        self._converters: dict[str, Converter] = {}
+        self.builder = RequestBuilder(style, params.constrained, self.host)
+        self.params = replace(params, stop=tuple(dict.fromkeys(params.stop + self.builder.stop)))
+        self._owns_backend = not isinstance(backend, Backend)
+        self.backend = backend if isinstance(backend, Backend) else load_backend(backend, backend_options or {},
+                                                                                  self.host)
 
-    builder = RequestBuilder(style, task_obj, options, params.constrained, host)
-    params = replace(params, stop=tuple(dict.fromkeys(params.stop + builder.stop)))
+    def __call__(self, text: str) -> Extraction:
+        return self._run([text])[0]
 
-    batch: list[str] = []
-    for text in texts:
-        batch.append(text)
-        if len(batch) >= batch_size:
-            yield from _run(batch, converter, builder, backend, params, task_obj)
-            batch = []
-    if batch:
-        yield from _run(batch, converter, builder, backend, params, task_obj)
+    def extract(self, texts: Iterable[str]) -> Iterator[Extraction]:
+        """Results for each text, in order, generated ``batch_size`` texts at a time."""
+        batch: list[str] = []
+        for text in texts:
+            batch.append(text)
+            if len(batch) >= self.batch_size:
+                yield from self._run(batch)
+                batch = []
+        if batch:
+            yield from self._run(batch)
 
+    def _converter(self, text: str) -> Converter:
+        language = detect_language(text) if self.language == "auto" else self.language
+        if language not in self._converters:
+            instruction = resolve_instruction(self.task.name, language, self.instruction, self.host)
+            self._converters[language] = Converter(self.task, self.schema, replace(self.options, language=language),
+                                                   instruction)
+        return self._converters[language]
 
-def _run(texts, converter, builder, backend, params, task) -> list[Extraction]:
-    chunks = [(i, r["instruction"]) for i, text in enumerate(texts)
-              for r in converter(text).records(Sample(text=text, record={"text": text}), i)]
-    generations = backend.generate([builder(instruction) for _, instruction in chunks], params)
-    results = [Extraction(text, {}, [], 0, []) for text in texts]
-    for (i, _), generation in zip(chunks, generations, strict=True):
-        parsed = parse_answer(generation.text)
-        results[i].raw.append(generation.text)
-        if parsed.ok:
-            results[i].result.update(parsed.value)
-        else:
-            results[i].parse_failures += 1
-    for extraction in results:
-        extraction.triples = task.triples(extraction.result)
-    return results
+    def _run(self, texts: list[str]) -> list[Extraction]:
+        task = self.task
+        chunks = [(i, chunk) for i, text in enumerate(texts)
+                  for chunk in self._converter(text).chunks(task.read({"text": text}), i)]
+        requests = [self.builder(chunk.instruction, task, chunk.items) for _, chunk in chunks]
+        results = [Extraction(text) for text in texts]
+        for (i, _), generation in zip(chunks, self.backend.generate(requests, self.params), strict=True):
+            parsed = read_answer(generation.text, task.name, {"text": texts[i]}, self.host)
+            results[i].raw.append(generation.text)
+            if parsed.ok:
+                results[i].result.update(parsed.value)
+            else:
+                results[i].parse_failures += 1
+        for extraction in results:
+            extraction.triples = task.triples(extraction.result)
+            extraction.spans = find_spans(extraction.text, task.mentions(extraction.result))
+        return results
+
+    def close(self) -> None:
+        if self._owns_backend:
+            self.backend.close()
+
+    def __enter__(self) -> Extractor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -2,88 +2,98 @@
 
 Plugins implement these with ``@kgcore.hookimpl`` in a module named by an entry point of the
 ``kgc`` group. Hooks are called with keyword arguments, and an implementation may accept any
-subset of them. Entry modules must stay cheap to import: register ``"module:attr"`` strings so
-that heavy libraries load only when a component is used.
+subset of them. How each hook is called is declared here, on its spec: ``firstresult`` (the first
+answer wins) or ``historic`` (plugins registered later still receive the call). Entry modules
+must stay cheap to import: register ``"module:attr"`` strings so that heavy libraries load only
+when a component is used.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import pluggy
 
 hookspec = pluggy.HookspecMarker("kgc")
 hookimpl = pluggy.HookimplMarker("kgc")
 
-# --- Registration hooks -----------------------------------------------------------------
-# Each receives ``register(name, target, summary="", replace=False)``; ``target`` is an object
-# or a lazy ``"module:attr"`` reference.
+#: ``register(name, target, summary="", replace=False)``: ``target`` is the component or a lazy
+#: ``"module:attr"`` string.
+Register = Callable[..., None]
+
+# --- Component kinds and registration ---------------------------------------------------
+
+
+@hookspec(historic=True)
+def kgc_add_kinds(add: Callable[..., None]) -> None:
+    """Declare new component kinds: ``add(kind, spec, base)``.
+
+    ``spec`` is the ``@hookspec`` function through which plugins register components of the kind,
+    ``base`` the class (or lazy ``"module:attr"``) they must derive from. A kind owned by a plugin
+    (``trainer``, ``model_family``) lives with that plugin, not in the core.
+    """
 
 
 @hookspec
-def kgc_register_tasks(register):
-    """Register IE tasks (``kgcore.task.Task`` subclasses) under names such as ``NER``."""
+def kgc_register_tasks(register: Register) -> None:
+    """Register IE tasks (``kgcore.Task`` subclasses) under names such as ``NER``."""
 
 
 @hookspec
-def kgc_register_instructions(register):
-    """Register instruction templates (``kgcore.task.Instruction``) named ``TASK.LANGUAGE``."""
+def kgc_register_instructions(register: Register) -> None:
+    """Register instruction templates (``kgcore.Instruction``) named ``TASK.LANGUAGE``."""
 
 
 @hookspec
-def kgc_register_chat_templates(register):
-    """Register chat templates that wrap an instruction into a model prompt."""
+def kgc_register_chat_templates(register: Register) -> None:
+    """Register chat templates (``kgcore.chat.ChatTemplate``) that wrap an instruction into a model prompt."""
 
 
 @hookspec
-def kgc_register_model_families(register):
-    """Register model families (default chat template, LoRA target modules, loader)."""
+def kgc_register_backends(register: Register) -> None:
+    """Register inference backends (``kgcore.Backend`` subclasses)."""
 
 
 @hookspec
-def kgc_register_backends(register):
-    """Register inference backends."""
+def kgc_register_scorers(register: Register) -> None:
+    """Register scorers (``kgcore.Scorer`` subclasses) that turn gold and predicted tuples into metrics."""
 
 
 @hookspec
-def kgc_register_trainers(register):
-    """Register training methods."""
-
-
-@hookspec
-def kgc_register_scorers(register):
-    """Register scorers that turn gold and predicted tuples into metrics."""
-
-
-@hookspec
-def kgc_register_readers(register):
+def kgc_register_readers(register: Register) -> None:
     """Register dataset readers that turn files into annotated samples."""
 
 
-@hookspec
-def kgc_register_exporters(register):
-    """Register knowledge-graph exporters."""
+@hookspec(firstresult=True)
+def kgc_default_backend() -> str | None:
+    """The backend commands use when none is named (the first plugin to answer wins)."""
 
 
-@hookspec
-def kgc_register_commands(cli):
+# --- Command line ---------------------------------------------------------------------
+
+
+@hookspec(historic=True)
+def kgc_register_commands(cli: Any) -> None:
     """Add ``click`` commands or groups to the ``kgc`` command line."""
 
 
-# --- Pipeline hooks ---------------------------------------------------------------------
+# --- Pipeline -------------------------------------------------------------------------
 
 
 @hookspec
-def kgc_run_start(command, options):
-    """Called when a ``kgc`` job (``convert``, ``evaluate``, ...) starts, with its options."""
+def kgc_run_start(command: str, options: dict[str, Any]) -> None:
+    """Called when a ``kgc`` command (``convert``, ``evaluate``, ...) starts, with its options."""
 
 
 @hookspec
-def kgc_run_end(command, options, result):
-    """Called when a job ends, with its result (a report or a count)."""
+def kgc_run_end(command: str, options: dict[str, Any], result: Any, error: BaseException | None) -> None:
+    """Called when a command ends, with its result (a report or a count) or the error that stopped it."""
 
 
 @hookspec
-def kgc_postprocess_prediction(task, record, prediction):
-    """Adjust a parsed prediction before it is scored or used.
+def kgc_postprocess_prediction(task: str, record: dict[str, Any], prediction: dict[str, Any]) -> dict[str, Any] | None:
+    """Adjust a parsed prediction before it is scored, extracted or added to a graph.
 
     ``prediction`` is the dict parsed from the model's output for one ``record``. Return a new
     dict to replace it, or ``None`` to keep it. Implementations run in plugin order, each

@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from .errors import InputError
 
@@ -42,6 +42,3 @@ def dumps(value: Any) -> str:
     """The reference's JSON form: ``ensure_ascii=False`` with default separators."""
     return json.dumps(value, ensure_ascii=False)
 
-
-def write_line(fh: IO[str], value: Any) -> None:
-    fh.write(dumps(value) + "\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 MAX_REPAIR_CHARS = 20_000
@@ -25,25 +25,29 @@ class ParsedAnswer:
         return self.value is not None
 
 
-def first_object(text: str, start: int) -> str | None:
-    """The balanced ``{...}`` starting at ``start``, aware of strings and escapes; ``None`` if unclosed."""
-    depth, in_string, escaped = 0, False, False
+def balanced(text: str, start: int, quotes: str = '"') -> str | None:
+    """The bracketed value (``{...}`` or ``[...]``) starting at ``start``, aware of strings in
+    ``quotes`` and their escapes; ``None`` when it is unclosed or its brackets do not pair up."""
+    pairs = {"[": "]", "{": "}"}
+    stack: list[str] = []
+    quote, escaped = "", False
     for i in range(start, len(text)):
         ch = text[i]
-        if in_string:
+        if quote:
             if escaped:
                 escaped = False
             elif ch == "\\":
                 escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
+            elif ch == quote:
+                quote = ""
+        elif ch in quotes:
+            quote = ch
+        elif ch in pairs:
+            stack.append(pairs[ch])
+        elif ch in "]}":
+            if not stack or stack.pop() != ch:
+                return None
+            if not stack:
                 return text[start:i + 1]
     return None
 
@@ -63,12 +67,12 @@ def parse_answer(text: Any) -> ParsedAnswer:
         pass
     fence = CODE_FENCE.search(stripped)
     whole = stripped.find("{")
-    outer = first_object(stripped, whole) if whole >= 0 else None
+    outer = balanced(stripped, whole) if whole >= 0 else None
     if fence and outer is not None and whole < fence.start() < whole + len(outer):
         fence = None  # the ``` lies inside a JSON string of the answer: no fence
     body = fence.group(1) if fence else stripped
     start = body.find("{")
-    candidate = first_object(body, start) if start >= 0 else None
+    candidate = balanced(body, start) if start >= 0 else None
     if candidate is None and fence and outer is not None:
         # a ``` inside a JSON string ended the fenced body early: take the whole object
         body, start, candidate = stripped, whole, outer
@@ -95,3 +99,15 @@ def parse_answer(text: Any) -> ParsedAnswer:
     if isinstance(value, dict):
         return ParsedAnswer(value, "repaired")
     return ParsedAnswer(None, "failed", "no JSON object could be recovered")
+
+
+def read_answer(text: Any, task: str, record: dict[str, Any], host: Any) -> ParsedAnswer:
+    """Parse an answer, then let plugins adjust it (``kgc_postprocess_prediction``).
+
+    The one step between generating and using an answer: ``extract``, ``evaluate`` and the graph all
+    read answers through it. ``host`` is the :class:`~kgcore.plugins.PluginHost` whose plugins run.
+    """
+    parsed = parse_answer(text)
+    if not parsed.ok:
+        return parsed
+    return replace(parsed, value=host.postprocess(task, record, parsed.value))

@@ -1,11 +1,15 @@
 """Extraction schemas: which labels (and roles) to extract, with optional descriptions and examples.
 
-Three file forms are read:
+Files come in three forms, each read the same way for every task:
 
-* the reference's three JSON lines (type list, role list, ``{type: [roles]}``);
-* a single JSON value: a list of labels, or ``{type: [roles]}`` (the ``datasets/`` form);
+* the reference's three JSON lines (type list, role list, ``{type: [roles]}``), which the task
+  maps to labels (:meth:`kgcore.Task.schema_from_lines`);
+* a single JSON value: a list of labels, ``{type: [roles]}`` or ``{label: description}``;
 * a friendlier JSON or YAML document ``{"labels": [...], "examples": [...]}`` where each label
   is a string or ``{name, description, roles, subject_type, object_type}``.
+
+The ``schema`` field of a converted instruction is itself a schema document of the second form,
+so the same reader recovers an instruction's labels (:meth:`kgcore.Task.items_from_schema`).
 """
 
 from __future__ import annotations
@@ -13,9 +17,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from .task import Task
 
 
 @dataclass(frozen=True)
@@ -36,7 +43,7 @@ class Label:
 
     @property
     def key(self) -> str:
-        """Unique identity; SPO labels use the reference's ``subject_predicate_object`` string."""
+        """Unique identity; typed relations use the reference's ``subject_predicate_object`` string."""
         if self.subject_type is not None or self.object_type is not None:
             return f"{self.subject_type}_{self.name}_{self.object_type}"
         return self.name
@@ -94,17 +101,27 @@ FRIENDLY_SCHEMA = {
     },
 }
 
+#: Keys naming a label and its roles in schema entries (instructions write ``event_type``/``arguments``,
+#: ``entity_type``/``attributes`` or ``predicate``).
+_NAME_KEYS = ("name", "event_type", "entity_type", "predicate")
+_ROLE_KEYS = ("roles", "arguments", "attributes")
 
-def _role(value: Any) -> Role:
-    return Role(value) if isinstance(value, str) else Role(value["name"], value.get("description"))
+
+def _roles(value: Any) -> tuple[Role, ...]:
+    if isinstance(value, dict):  # {role: description}
+        return tuple(Role(k, v if isinstance(v, str) and v != k else None) for k, v in value.items())
+    return tuple(Role(r) if isinstance(r, str) else Role(r["name"], r.get("description")) for r in value or ())
 
 
-def _label(value: Any) -> Label:
+def label_from_entry(value: Any, name: str | None = None) -> Label:
+    """A label from a string or a schema entry dict (``name`` when the entry is keyed by it)."""
     if isinstance(value, str):
         return Label(value)
-    roles = value.get("roles", value.get("attributes", []))
-    return Label(value["name"], value.get("description"), tuple(_role(r) for r in roles),
-                 value.get("subject_type"), value.get("object_type"))
+    name = name or next((value[k] for k in _NAME_KEYS if isinstance(value.get(k), str)), "")
+    description = value.get("description", value.get(name) if name else None)
+    roles = next((value[k] for k in _ROLE_KEYS if k in value), ())
+    return Label(name, description if isinstance(description, str) and description != name else None,
+                 _roles(roles), value.get("subject_type"), value.get("object_type"))
 
 
 def spo_label(text: str) -> Label:
@@ -115,7 +132,12 @@ def spo_label(text: str) -> Label:
     return Label("_".join(parts[1:-1]), subject_type=parts[0], object_type=parts[-1])
 
 
-def _unique(labels: list[Label], where: str) -> tuple[Label, ...]:
+def labels_with_roles(names: list[str], type_roles: dict[str, list[str]]) -> list[Label]:
+    """Labels named ``names`` with the roles of the reference's third schema line."""
+    return [Label(n, roles=tuple(Role(r) for r in type_roles.get(n, []))) for n in names]
+
+
+def unique_labels(labels: list[Label], where: str) -> tuple[Label, ...]:
     seen: dict[str, Label] = {}
     for label in labels:
         if label.key in seen:
@@ -126,59 +148,36 @@ def _unique(labels: list[Label], where: str) -> tuple[Label, ...]:
     return tuple(seen.values())
 
 
-def validate_friendly(doc: Any, where: str) -> None:
+def _validate_friendly(doc: Any, where: str) -> None:
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(FRIENDLY_SCHEMA)
-    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    errors = list(jsonschema.Draft202012Validator(FRIENDLY_SCHEMA).iter_errors(doc))
     if errors:
         err = jsonschema.exceptions.best_match(errors)
         path = ".".join(str(p) for p in err.absolute_path) or "(top level)"
         raise InputError(f"invalid schema: {err.message}", path=where, field=path)
 
 
-def from_document(doc: Any, task_kind: str, where: str = "<schema>") -> Schema:
-    """Build a schema from a parsed JSON/YAML document (not the 3-line form).
-
-    ``task_kind`` is the task's schema layout: ``labels``, ``spo``, ``events`` or ``entity_types``.
-    """
+def read_schema(doc: Any, task: Task | None = None, where: str = "<schema>") -> Schema:
+    """A schema from a parsed JSON/YAML document (not the 3-line form); ``task`` reads each label."""
+    read = task.label if task is not None else label_from_entry
     if isinstance(doc, dict) and "labels" in doc:
-        validate_friendly(doc, where)
-        labels = [_label(v) for v in doc["labels"]]
-        if task_kind == "spo":
-            labels = [l if l.subject_type or l.object_type or "_" not in l.name else spo_label(l.name) for l in labels]
-        return Schema(_unique(labels, where), tuple(doc.get("examples", [])), where)
+        _validate_friendly(doc, where)
+        return Schema(unique_labels([read(v) for v in doc["labels"]], where), tuple(doc.get("examples", [])), where)
     if isinstance(doc, list) and all(isinstance(v, (str, dict)) for v in doc):
-        if task_kind == "spo":
-            labels = [spo_label(v) if isinstance(v, str) else _label({"name": v.get("predicate", v.get("name")), **{
-                k: v[k] for k in ("subject_type", "object_type", "description") if k in v}}) for v in doc]
-        else:
-            labels = [_label(v) for v in doc]
-        return Schema(_unique(labels, where), (), where)
-    if isinstance(doc, dict) and all(isinstance(v, list) for v in doc.values()):
-        return Schema(_unique([Label(k, roles=tuple(_role(r) for r in v)) for k, v in doc.items()], where), (), where)
+        return Schema(unique_labels([read(v) for v in doc], where), (), where)
+    if isinstance(doc, dict) and all(isinstance(v, list) for v in doc.values()):  # {type: [roles]}
+        return Schema(unique_labels([Label(k, roles=_roles(v)) for k, v in doc.items()], where), (), where)
+    if isinstance(doc, dict) and all(isinstance(v, (str, dict)) for v in doc.values()):  # {label: description}
+        labels = [label_from_entry(v, k) if isinstance(v, dict) else Label(k, v if v != k else None)
+                  for k, v in doc.items()]
+        return Schema(unique_labels(labels, where), (), where)
     raise InputError("unrecognised schema: expected a list of labels, {type: [roles]}, "
                      "or {\"labels\": [...]}", path=where)
 
 
-def from_lines(types: list, roles: list, type_roles: dict, task_kind: str, where: str = "<schema>") -> Schema:
-    """Build a schema from the reference's three lines."""
-    if task_kind == "labels":
-        labels = [Label(v) for v in (types or roles)]
-    elif task_kind == "relations":
-        labels = [Label(v) for v in (roles or types)]
-    elif task_kind == "spo":
-        labels = [spo_label(v) for v in types]
-    else:  # events / entity_types: roles come from line 3
-        names = list(types) + [t for t in type_roles if t not in types]
-        if task_kind == "entity_types":
-            names = list(type_roles) + [t for t in types if t not in type_roles and "_" not in t]
-        labels = [Label(t, roles=tuple(Role(r) for r in type_roles.get(t, []))) for t in names]
-    return Schema(_unique(labels, where), (), where)
-
-
-def load_schema(path: str | Path, task_kind: str) -> Schema:
-    """Read a schema file in any of the supported forms."""
+def load_schema(path: str | Path, task: Task | None = None) -> Schema:
+    """Read a schema file in any of the supported forms, as ``task`` maps labels."""
     path = Path(path)
     where = str(path)
     if not path.is_file():
@@ -193,9 +192,9 @@ def load_schema(path: str | Path, task_kind: str) -> Schema:
             mark = getattr(exc, "problem_mark", None)
             raise InputError(f"invalid YAML: {getattr(exc, 'problem', exc)}", path=where,
                              line=mark.line + 1 if mark else None) from None
-        return from_document(doc, task_kind, where)
+        return read_schema(doc, task, where)
     try:
-        return from_document(json.loads(text), task_kind, where)
+        return read_schema(json.loads(text), task, where)
     except json.JSONDecodeError:
         pass
     lines = [l for l in text.splitlines() if l.strip()]
@@ -207,9 +206,9 @@ def load_schema(path: str | Path, task_kind: str) -> Schema:
             raise InputError(f"invalid JSON: {exc.msg}", path=where, line=number) from None
     if len(lines) != 3:
         raise InputError(f"a 3-line schema needs exactly 3 JSON lines, found {len(lines)}", path=where)
-    types, roles, type_roles = parsed
     for number, (value, kind, name) in enumerate(
-            [(types, list, "type list"), (roles, list, "role list"), (type_roles, dict, "type-role dict")], 1):
+            [(parsed[0], list, "type list"), (parsed[1], list, "role list"), (parsed[2], dict, "type-role dict")], 1):
         if not isinstance(value, kind):
             raise InputError(f"line {number} must be the {name} ({kind.__name__})", path=where, line=number)
-    return from_lines(types, roles, type_roles, task_kind, where)
+    labels = task.schema_from_lines(*parsed) if task is not None else [Label(v) for v in parsed[0] or parsed[1]]
+    return Schema(unique_labels(labels, where), (), where)

@@ -1,21 +1,30 @@
-"""The task interface: how one IE task turns samples into instructions and outputs into tuples.
+"""The task interface: how one IE task turns samples into instructions and answers into tuples.
 
 Built-in tasks (NER, RE, SPO, EE, EET, EEA, KG) live in the ``kgc_tasks`` plugin; a third-party
-task subclasses :class:`Task` and registers it with ``kgc_register_tasks``.
+task subclasses :class:`Task` and registers it with ``kgc_register_tasks``. A task may declare
+typed ``Options`` (set with ``-T key=value``); converted records remember the ones that differ
+from the defaults, so ``kgc predict`` asks for the same answers without being told again.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .records import Sample
+from .options import options_dict, parse_options
+from .plugins import PluginHost, get_host
 from .sampling import hard_negative_sample, negative_sample, order_labels
-from .schema import Label, Schema
+from .schema import Label, Schema, label_from_entry, read_schema
 
-Tuple = tuple  # a scored unit, e.g. (mention, type) or (head, relation, tail)
+
+@dataclass(frozen=True)
+class Sample:
+    """One text as read from a ``sample.json`` line; ``record`` keeps everything the user wrote."""
+
+    text: str
+    record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -30,7 +39,7 @@ class Instruction:
 
 @dataclass(frozen=True)
 class ConvertOptions:
-    """How samples become instructions; defaults follow the IEPile recipe."""
+    """How samples become instructions, for every task; defaults follow the IEPile recipe."""
 
     split: str = "train"
     language: str = "zh"
@@ -42,9 +51,6 @@ class ConvertOptions:
     source: str = ""
     descriptions: bool | None = None
     examples: tuple[dict[str, Any], ...] = ()
-    mention_order: str = "annotation"
-    relation_keys: str = "head_tail"
-    eea_test_triggers: bool = True
 
     @property
     def is_train(self) -> bool:
@@ -69,31 +75,36 @@ class SchemaItem:
 
 
 class Task:
-    """Base class of IE tasks. Subclasses set the class attributes and the marked methods."""
+    """Base class of IE tasks. Subclasses set the class attributes and implement the marked methods."""
 
     name: ClassVar[str]
     summary: ClassVar[str] = ""
-    #: How 3-line and list schemas map to labels: labels, relations, spo, events, entity_types.
-    schema_kind: ClassVar[str] = "labels"
     #: The sample.json key that holds the gold annotations.
     annotation_key: ClassVar[str]
     #: JSON Schema of one annotation item (validated on read).
     annotation_schema: ClassVar[dict[str, Any]] = {"type": "object"}
     default_split_num: ClassVar[int] = 4
-    #: Names of the metrics ``tuples`` produces, e.g. ``("entity",)``.
+    #: Names of the metrics :meth:`predicted` produces, e.g. ``("entity",)``.
     metrics: ClassVar[tuple[str, ...]]
+
+    @dataclass(frozen=True)
+    class Options:
+        """The task's own options (none by default)."""
+
+    def __init__(self, options: Any = None):
+        if not isinstance(options, self.Options):
+            options = parse_options(self.Options, options or {}, f"task '{self.name}'")
+        self.options = options
+
+    def changed_options(self) -> dict[str, Any]:
+        """Options that differ from their defaults (what converted records carry as ``task_options``)."""
+        return options_dict(self.options, changed_only=True)
 
     # -- reading -------------------------------------------------------------------------
     def record_schema(self) -> dict[str, Any]:
         """JSON Schema of one input line."""
-        return {
-            "type": "object",
-            "required": ["text"],
-            "properties": {
-                "text": {"type": "string"},
-                self.annotation_key: {"type": "array", "items": self.annotation_schema},
-            },
-        }
+        return {"type": "object", "required": ["text"], "properties": {
+            "text": {"type": "string"}, self.annotation_key: {"type": "array", "items": self.annotation_schema}}}
 
     def identity(self, item: dict[str, Any]) -> Any:
         """Key for de-duplicating annotation items; ``None`` keeps duplicates."""
@@ -112,6 +123,23 @@ class Task:
                 if key is not None:
                     seen.add(key)
         return {**record, self.annotation_key: kept} if len(kept) != len(items) else record
+
+    def read(self, record: dict[str, Any]) -> Sample:
+        """A prepared record as the sample the other methods receive (tasks may return a subclass)."""
+        return Sample(record["text"], record)
+
+    # -- schemas -------------------------------------------------------------------------
+    def label(self, value: Any) -> Label:
+        """One label of a schema list: a name or an entry dict."""
+        return label_from_entry(value)
+
+    def schema_from_lines(self, types: list, roles: list, type_roles: dict) -> list[Label]:
+        """Labels of the reference's 3-line schema (type list, role list, ``{type: [roles]}``)."""
+        return [Label(v) for v in (types or roles)]
+
+    def items_from_schema(self, value: Any) -> list[SchemaItem]:
+        """The items of an instruction's ``schema`` field: a schema document like any other."""
+        return [SchemaItem(label, tuple(label.role_names)) for label in read_schema(value, self).labels]
 
     # -- converting ----------------------------------------------------------------------
     def positive_keys(self, sample: Sample, schema: Schema) -> list[str]:
@@ -136,11 +164,6 @@ class Task:
     def item(self, label: Label, sample: Sample, opts: ConvertOptions, rng: random.Random) -> SchemaItem:
         return SchemaItem(label, tuple(label.role_names))
 
-    def items_from_schema_value(self, value: Any) -> list[SchemaItem]:
-        """Rebuild the schema items of an instruction from its ``schema`` field (inverse of :meth:`schema_value`)."""
-        names = list(value) if isinstance(value, (list, dict)) else []
-        return [SchemaItem(Label(str(n))) for n in names]
-
     def schema_value(self, items: list[SchemaItem], opts: ConvertOptions, descriptions: bool) -> Any:
         """The ``schema`` field of one instruction."""
         if descriptions:
@@ -151,29 +174,52 @@ class Task:
         """The expected answer for one instruction (train split)."""
         raise NotImplementedError
 
-    def answer_schema(self, items: list[SchemaItem], opts: ConvertOptions, max_items: int = 16) -> dict[str, Any]:
+    def answer_schema(self, items: Sequence[SchemaItem], max_items: int = 16) -> dict[str, Any]:
         """JSON Schema of a valid answer to one instruction, for constrained decoding.
 
         Keys are the chunk's labels in order, all required; lists hold at most ``max_items``.
         """
-        return object_schema({i.name: self.answer_value_schema(i, opts, max_items) for i in items})
+        return object_schema({i.name: self.answer_value_schema(i, max_items) for i in items})
 
-    def answer_value_schema(self, item: SchemaItem, opts: ConvertOptions, max_items: int) -> dict[str, Any]:
+    def answer_value_schema(self, item: SchemaItem, max_items: int) -> dict[str, Any]:
         """Schema of one label's value; the default is a list of mention strings."""
         return {"type": "array", "items": STRING, "maxItems": max_items}
 
-    # -- scoring -------------------------------------------------------------------------
+    # -- reading answers -----------------------------------------------------------------
     def triples(self, answer: dict[str, Any]) -> list[tuple[str, str, str]]:
         """``(head, relation, tail)`` facts stated by an answer, for the knowledge graph."""
         return [t for tuples in self.predicted(answer).values() for t in tuples if len(t) == 3]
 
-    def gold(self, annotations: list[dict[str, Any]]) -> dict[str, list[Tuple]]:
+    def mentions(self, answer: dict[str, Any]) -> list[tuple[str, str]]:
+        """``(text, label)`` of the strings an answer quotes from the input (every string value by default)."""
+        found: list[tuple[str, str]] = []
+
+        def walk(value: Any, label: str) -> None:
+            if isinstance(value, str):
+                found.append((value, label))
+            elif isinstance(value, list):
+                for v in value:
+                    walk(v, label)
+            elif isinstance(value, dict):
+                for v in value.values():
+                    walk(v, label)
+
+        for label, value in answer.items():
+            walk(value, label)
+        return unique(found)
+
+    def gold(self, annotations: list[dict[str, Any]]) -> dict[str, list[tuple]]:
         """Gold tuples per metric from a record's ``label`` annotations."""
         raise NotImplementedError
 
-    def predicted(self, answer: dict[str, Any]) -> dict[str, list[Tuple]]:
+    def predicted(self, answer: dict[str, Any]) -> dict[str, list[tuple]]:
         """Predicted tuples per metric from one parsed answer; malformed parts are skipped."""
         raise NotImplementedError
+
+
+def load_task(name: str, options: Any = None, host: PluginHost | None = None) -> Task:
+    """A registered task, built with its options (an ``Options`` instance or ``{key: value}``)."""
+    return (host or get_host()).registry.load("task", name)(options)
 
 
 STRING: dict[str, Any] = {"type": "string"}

@@ -24,9 +24,10 @@ def _lines(path):
     return [r for _, r in read_jsonl(path)]
 
 
-def _convert(tmp_path, task, split="train", schema=None, src=None, quiet=True, **options):
+def _convert(tmp_path, task, split="train", schema=None, src=None, quiet=True, task_options=None, **options):
     out = tmp_path / f"{task}-{split}.json"
-    kgcore.convert(src or DEEPKE / task / "sample.json", out, task=task, schema=schema or DEEPKE / task / "schema.json",
+    kgcore.convert(src or DEEPKE / task / "sample.json", out, task=kgcore.load_task(task, task_options),
+                   schema=schema or DEEPKE / task / "schema.json",
                    options=ConvertOptions(split=split, **options), progress=not quiet)
     return _lines(out)
 
@@ -87,7 +88,7 @@ def test_hard_negatives_for_spo_match_iepile_cluster_count(tmp_path):
         by_text.setdefault(instruction["input"], set()).update(keys)
     for _, sample in read_jsonl(DEEPKE / "SPO" / "sample.json"):
         positives = {f"{r['head_type']}_{r['relation']}_{r['tail_type']}" for r in sample["relation"]}
-        known = {f"{l.subject_type}_{l.name}_{l.object_type}" for l in load_schema(DEEPKE / "SPO" / "schema.json", "spo").labels}
+        known = {f"{l.subject_type}_{l.name}_{l.object_type}" for l in load_schema(DEEPKE / "SPO" / "schema.json", kgcore.load_task("SPO")).labels}
         expected = positives | {h for p in positives for h in hard.get(p, []) if h in known}
         assert expected <= by_text[sample["text"]]
         assert len(by_text[sample["text"]]) == len(expected) + 4  # plus split_num random labels
@@ -135,7 +136,7 @@ def test_event_schema_from_datasets_dict(tmp_path):
 
 def test_subject_object_keys_for_iepile_models(tmp_path):
     records = _convert(tmp_path, "RE", src=DATASETS / "conll04" / "dev.json", schema=DATASETS / "conll04" / "schema.json",
-                       relation_keys="subject_object", language="en")
+                       task_options={"relation_keys": "subject_object"}, language="en")
     answers = [v for r in records for vs in json.loads(r["output"]).values() for v in vs]
     assert answers and all(set(a) == {"subject", "object"} for a in answers)
 

@@ -17,9 +17,8 @@ import pytest
 from kgcore.conversion import Converter, resolve_instruction, stable_id
 from kgcore.jsonl import read_jsonl
 from kgcore.plugins import get_host
-from kgcore.records import Sample
 from kgcore.schema import Label, Role, Schema, load_schema
-from kgcore.task import ConvertOptions
+from kgcore.task import ConvertOptions, load_task
 
 from conftest import DEEPKE
 
@@ -65,18 +64,18 @@ def _reference(task: str, split: str) -> dict[str, list[dict]]:
 @pytest.mark.parametrize("task", TASKS)
 def test_conversion_matches_reference(task: str, split: str):
     host = get_host()
-    task_obj = host.registry.load("task", task)()
-    schema = load_schema(DEEPKE / task / "schema.json", task_obj.schema_kind)
     # The shipped SPO files use an older instruction text; EEA test files omit triggers (fixed by default).
+    task_obj = load_task(task, {"eea_test_triggers": False} if task == "EEA" else None)
+    schema = load_schema(DEEPKE / task / "schema.json", task_obj)
     instruction = resolve_instruction(task, "zh", "SPO.zh.legacy" if task == "SPO" else None, host)
-    options = ConvertOptions(split=split, language="zh", order="file", source=task, eea_test_triggers=False)
+    options = ConvertOptions(split=split, language="zh", order="file", source=task)
     reference = _reference(task, split)
     compared = 0
     for index, (_, record) in enumerate(read_jsonl(DEEPKE / task / "sample.json")):
         record = task_obj.prepare(record)
         if record is None:
             continue
-        sample = Sample.from_record(record)
+        sample = task_obj.read(record)
         expected = reference.pop(sample.text)
         chunks = [json.loads(r["instruction"])["schema"] for r in expected]
         ours = Converter(task_obj, _aligned(schema, task, chunks), options, instruction).records(sample, index)

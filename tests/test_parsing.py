@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kgcore.parsing import first_object, parse_answer
+from kgcore.parsing import balanced, parse_answer
 
 
 # -- examples -------------------------------------------------------------------------------
@@ -136,11 +136,13 @@ def test_deeply_nested_garbage_does_not_crash(text):
     assert parsed.ok == (parsed.value is not None)
 
 
-def test_first_object_helper():
-    text = 'x {"a": "}", "b": {"c": 1}} y'
+def test_balanced_helper():
+    text = 'x {"a": "}", "b": {"c": [1, "]"]}} y'
     start = text.index("{")
-    assert first_object(text, start) == '{"a": "}", "b": {"c": 1}}'
-    assert first_object('{"a": [1, 2', 0) is None
+    assert balanced(text, start) == '{"a": "}", "b": {"c": [1, "]"]}}'
+    assert balanced('{"a": [1, 2', 0) is None
+    assert balanced('{"a": [1, 2}', 0) is None  # brackets that do not pair up
+    assert balanced("[{'E': 'x]'}] tail", 0, quotes="'\"") == "[{'E': 'x]'}]"  # Python literals (ICL answers)
 
 
 # -- properties -----------------------------------------------------------------------------

@@ -253,8 +253,9 @@ _OPTIONS = [dict(split="train"), dict(split="test"), dict(split="train", neg_sch
             dict(split="train", neg_schema=0.0, mention_order="position")]
 
 
-def _convert_bytes(src: Path, schema: Path, out: Path, **options) -> bytes:
-    kgcore.convert(src, out, task="NER", schema=schema, options=kgcore.ConvertOptions(**options), progress=False)
+def _convert_bytes(src: Path, schema: Path, out: Path, mention_order: str = "annotation", **options) -> bytes:
+    task = kgcore.load_task("NER", {"mention_order": mention_order})
+    kgcore.convert(src, out, task=task, schema=schema, options=kgcore.ConvertOptions(**options), progress=False)
     return out.read_bytes()
 
 
@@ -275,7 +276,8 @@ import kgcore
 src, schema, out = (Path(a) for a in sys.argv[1:4])
 for i, options in enumerate(json.loads(sys.argv[4])):
     target = out / f"{i}.json"
-    kgcore.convert(src, target, task="NER", schema=schema, options=kgcore.ConvertOptions(**options), progress=False)
+    task = kgcore.load_task("NER", {"mention_order": options.pop("mention_order", "annotation")})
+    kgcore.convert(src, target, task=task, schema=schema, options=kgcore.ConvertOptions(**options), progress=False)
     print(hashlib.sha256(target.read_bytes()).hexdigest())
 """
 

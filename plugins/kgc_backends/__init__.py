@@ -14,3 +14,9 @@ BACKENDS = {
 def kgc_register_backends(register):
     for name, (target, summary) in BACKENDS.items():
         register(name, target, summary=summary)
+
+
+@hookimpl
+def kgc_default_backend():
+    """llama.cpp: it runs the default model (SmolLM2-135M plus kgc's IE adapter) on any CPU."""
+    return "llamacpp"

@@ -22,6 +22,9 @@ from typing import Any, ClassVar
 
 from kgcore.backend import Backend, BackendError, Generation, GenerationParams, Request
 
+from .loading import bitsandbytes_config, is_mergeable
+from .tokens import request_token_ids, split_stops
+
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -69,6 +72,7 @@ class HFBackend(Backend):
     name = "hf"
     Options = HFOptions
     supports_json_schema: ClassVar[bool] = _has_llguidance()
+    packages = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "llguidance")
 
     def __init__(self, options: HFOptions):
         super().__init__(options)
@@ -129,19 +133,14 @@ class HFBackend(Backend):
         if self.quantized:
             if importlib.util.find_spec("bitsandbytes") is None:
                 raise BackendError("hf: load_in_4bit/load_in_8bit need bitsandbytes: pip install bitsandbytes")
-            if o.load_in_4bit:
-                compute = o.bnb_4bit_compute_dtype
-                if compute == "auto":
-                    compute = o.dtype if o.dtype != "auto" else ("bfloat16" if cuda else "float32")
-                if compute not in _DTYPES[1:]:
-                    raise BackendError(f"hf: bnb_4bit_compute_dtype must be auto or a dtype, got '{compute}'")
-                config = transformers.BitsAndBytesConfig(
-                    load_in_4bit=True, bnb_4bit_quant_type=o.bnb_4bit_quant_type,
-                    bnb_4bit_use_double_quant=o.bnb_4bit_use_double_quant,
-                    bnb_4bit_compute_dtype=getattr(torch, compute))
-            else:
-                config = transformers.BitsAndBytesConfig(load_in_8bit=True)
-            kwargs["quantization_config"] = config
+            compute = o.bnb_4bit_compute_dtype
+            if compute == "auto":
+                compute = o.dtype if o.dtype != "auto" else ("bfloat16" if cuda else "float32")
+            if compute not in _DTYPES[1:]:
+                raise BackendError(f"hf: bnb_4bit_compute_dtype must be auto or a dtype, got '{compute}'")
+            kwargs["quantization_config"] = bitsandbytes_config(
+                transformers, torch, 4 if o.load_in_4bit else 8, o.bnb_4bit_quant_type, o.bnb_4bit_use_double_quant,
+                compute)
         try:
             model = transformers.AutoModelForCausalLM.from_pretrained(o.model, **kwargs)
         except (OSError, ValueError) as exc:
@@ -153,7 +152,7 @@ class HFBackend(Backend):
     def _attach_adapters(self, model):
         from peft import PeftModel
 
-        if self.options.merge_adapters and not self.quantized and all(map(_mergeable, self.adapters)):
+        if self.options.merge_adapters and not self.quantized and all(map(is_mergeable, self.adapters)):
             # W + d1 + d2 + ...: the same model as keeping them all active, without the per-layer overhead.
             for path in self.adapters:
                 model = PeftModel.from_pretrained(model, path).merge_and_unload()
@@ -177,26 +176,14 @@ class HFBackend(Backend):
 
     # -- requests -> token ids ---------------------------------------------------------------
     def _encode(self, request: Request) -> list[int]:
-        tok = self.tokenizer
-        if request.prompt is None:
-            if not getattr(tok, "chat_template", None):
-                raise BackendError(f"hf: '{self.options.model}' has no chat template; pass --template NAME")
-        from kgcore.chat import request_token_ids
-
-        return request_token_ids(tok, request)
+        if request.prompt is None and not getattr(self.tokenizer, "chat_template", None):
+            raise BackendError(f"hf: '{self.options.model}' has no chat template; pass --template NAME")
+        return request_token_ids(self.tokenizer, request)
 
     def _stop_setup(self, stop: Sequence[str]) -> tuple[list[int], list[str]]:
-        """Stop strings that are single special tokens become eos ids; the rest go to ``stop_strings``."""
-        tok, ids, strings = self.tokenizer, list(self.eos_ids), []
-        special = set(getattr(tok, "all_special_tokens", [])) | set(getattr(tok, "get_added_vocab", dict)())
-        for text in stop:
-            token_id = tok.convert_tokens_to_ids(text) if text in special else None
-            if isinstance(token_id, int) and token_id != tok.unk_token_id:
-                if token_id not in ids:
-                    ids.append(token_id)
-            elif text:
-                strings.append(text)
-        return ids, strings
+        """Stop strings that are single special tokens join the eos ids; the rest go to ``stop_strings``."""
+        ids, strings = split_stops(self.tokenizer, stop)
+        return list(dict.fromkeys(self.eos_ids + ids)), strings
 
     def _chunks(self, order: list[int], lengths: list[int], max_new: int) -> list[list[int]]:
         size, budget = self.options.batch_size or len(order), self.options.max_batch_tokens
@@ -368,11 +355,3 @@ class _GrammarProcessor:
 
 __all__ = ["HFBackend", "HFOptions"]
 
-
-def _mergeable(adapter_dir: str) -> bool:
-    """LoRA-style adapters fold into the weights; prompt-learning ones (P-tuning, prefix) cannot."""
-    import json
-    from pathlib import Path
-
-    config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
-    return config.get("peft_type", "LORA") in {"LORA", "ADALORA", "LOHA", "LOKR", "IA3"}

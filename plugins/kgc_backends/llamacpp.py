@@ -33,6 +33,7 @@ class LlamaCppBackend(Backend):
     name = "llamacpp"
     Options = LlamaCppOptions
     supports_json_schema = True
+    packages = ("llama_cpp_python",)
 
     def __init__(self, options: LlamaCppOptions):
         if not options.model:

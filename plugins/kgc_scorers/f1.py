@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+from kgcore import Scorer
 
-class F1Scorer:
+
+class F1Scorer(Scorer):
     """Accumulates true positives over records; one instance per metric.
 
     ``match="multiset"`` lets each prediction consume one equal gold tuple (duplicates count);
@@ -16,7 +18,7 @@ class F1Scorer:
     def __init__(self, match: str = "multiset", reference_rounding: bool = False):
         if match not in {"multiset", "set"}:
             raise ValueError(f"match must be 'multiset' or 'set', not '{match}'")
-        self.match, self.reference_rounding = match, reference_rounding
+        super().__init__(match, reference_rounding)
         self.tp = self.n_gold = self.n_pred = 0
 
     def update(self, gold: list[tuple], pred: list[tuple]) -> None:

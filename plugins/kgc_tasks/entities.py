@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from kgcore.records import Sample
-from kgcore.schema import Schema
-from kgcore.task import ConvertOptions, SchemaItem, Task, position_sorted
+from kgcore import SchemaItem
+
+from .annotations import Annotated, labelled_strings
+from .base import AnnotatedTask, MentionOptions
 
 
-class NER(Task):
+class NER(AnnotatedTask):
     """Entities as ``{type: [mention, ...]}``."""
 
     name = "NER"
-    schema_kind = "labels"
     annotation_key = "entity"
     annotation_schema = {
         "type": "object", "required": ["entity", "entity_type"],
@@ -21,19 +21,17 @@ class NER(Task):
     }
     default_split_num = 6
     metrics = ("entity",)
+    Options = MentionOptions
 
     def identity(self, item):
         return (item["entity"], item["entity_type"])
 
-    def positive_keys(self, sample: Sample, schema: Schema) -> list[str]:
+    def positive_keys(self, sample: Annotated, schema) -> list[str]:
         return list(dict.fromkeys(e.type for e in sample.entities))
 
-    def target(self, sample: Sample, items: list[SchemaItem], opts: ConvertOptions) -> dict[str, Any]:
-        out = {}
-        for item in items:
-            mentions = [e.text for e in sample.entities if e.type == item.name]
-            out[item.name] = position_sorted(mentions, sample.text) if opts.mention_order == "position" else mentions
-        return out
+    def target(self, sample: Annotated, items: list[SchemaItem], opts) -> dict[str, Any]:
+        return {item.name: self.ordered([e.text for e in sample.entities if e.type == item.name], sample.text)
+                for item in items}
 
     def gold(self, annotations):
         return {"entity": [(a.get("entity"), a.get("entity_type")) for a in annotations]}
@@ -41,9 +39,8 @@ class NER(Task):
     def triples(self, answer):
         return [(mention, "type", label) for mention, label in self.predicted(answer)["entity"]]
 
+    def mentions(self, answer):
+        return labelled_strings(answer)
+
     def predicted(self, answer):
-        found = []
-        for key, values in answer.items():
-            if isinstance(values, list):
-                found += [(v, key) for v in values if isinstance(v, str)]
-        return {"entity": found}
+        return {"entity": labelled_strings(answer)}

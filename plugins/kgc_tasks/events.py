@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Any
 
-from kgcore.records import Event, Sample
+from kgcore import ConvertOptions, Label, SchemaItem
 from kgcore.sampling import bernoulli_count, order_labels
-from kgcore.schema import Label, Schema
-from kgcore.task import STRING, STRING_OR_LIST, ConvertOptions, SchemaItem, Task, object_schema, position_sorted, unique
+from kgcore.schema import labels_with_roles
+from kgcore.task import STRING, STRING_OR_LIST, object_schema, position_sorted, unique
+
+from .annotations import Annotated, Event, labelled_strings
+from .base import AnnotatedTask, MentionOptions
 
 NAN = "NAN"
 
@@ -24,7 +28,7 @@ _EVENT = {
 }
 
 
-def clean_events(sample: Sample) -> list[Event]:
+def clean_events(sample: Annotated) -> list[Event]:
     """The reference's label rules: drop empty events and arguments; a missing trigger is ``NAN``."""
     events = []
     for event in sample.events:
@@ -75,20 +79,22 @@ def event_tuples(answer: dict[str, Any]) -> dict[str, list[tuple]]:
     return {"event": events, "argument": arguments}
 
 
-class EE(Task):
+class EE(AnnotatedTask):
     """Events as ``{type: [{"trigger", "arguments": {role: value}}]}``."""
 
     name = "EE"
-    schema_kind = "events"
     annotation_key = "event"
     annotation_schema = _EVENT
     default_split_num = 4
     metrics = ("event", "argument")
 
-    def positive_keys(self, sample: Sample, schema: Schema) -> list[str]:
+    def schema_from_lines(self, types, roles, type_roles):
+        return labels_with_roles(list(types) + [t for t in type_roles if t not in types], type_roles)
+
+    def positive_keys(self, sample: Annotated, schema) -> list[str]:
         return unique([e.type for e in clean_events(sample)])
 
-    def sample_roles(self, label: Label, sample: Sample, opts: ConvertOptions, rng: random.Random) -> tuple[str, ...]:
+    def sample_roles(self, label: Label, sample: Annotated, opts: ConvertOptions, rng: random.Random) -> tuple[str, ...]:
         roles = label.role_names
         if opts.is_train and opts.neg_schema < 1:
             present = {a.role for e in clean_events(sample) if e.type == label.name for a in e.arguments}
@@ -113,18 +119,6 @@ class EE(Task):
             return {item.name: item.label.description or item.name, "trigger": trigger, "arguments": roles}
         return {"event_type": item.name, "trigger": trigger, "arguments": list(item.roles)}
 
-    def items_from_schema_value(self, value):
-        entries = list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else []
-        items = []
-        for entry in entries:
-            if not isinstance(entry, dict):
-                continue
-            name = entry.get("event_type") or next((k for k in entry if k not in ("trigger", "arguments")), "")
-            arguments = entry.get("arguments", [])
-            triggers = entry.get("trigger") if isinstance(entry.get("trigger"), list) else None
-            items.append(SchemaItem(Label(name), tuple(arguments), tuple(triggers) if triggers is not None else None))
-        return items
-
     def schema_value(self, items, opts, descriptions):
         if descriptions:
             return {i.name: self.schema_entry(i, opts, True) for i in items}
@@ -138,7 +132,7 @@ class EE(Task):
             out[item.name] = [event_answer(e, item.roles) for e in matching]
         return out
 
-    def answer_value_schema(self, item, opts, max_items):
+    def answer_value_schema(self, item, max_items):
         arguments = object_schema({r: STRING_OR_LIST for r in item.roles}, required=False)
         event = object_schema({"trigger": STRING, "arguments": arguments})
         return {"type": "array", "items": event, "maxItems": max_items}
@@ -162,11 +156,21 @@ class EE(Task):
     def predicted(self, answer):
         return event_tuples(answer)
 
+    def mentions(self, answer):
+        return [(text, label) for text, label in super().mentions(answer) if text != NAN]
+
+
+@dataclass(frozen=True)
+class EEAOptions:
+    #: Test instructions name the gold triggers, as training ones do (off: as the reference's test files).
+    eea_test_triggers: bool = True
+
 
 class EEA(EE):
     """Arguments of given events: the schema names the gold event types and their triggers."""
 
     name = "EEA"
+    Options = EEAOptions
 
     def prepare(self, record):
         record = super().prepare(record)
@@ -181,7 +185,7 @@ class EEA(EE):
 
     def item(self, label, sample, opts, rng):
         triggers = None
-        if opts.is_train or opts.eea_test_triggers:
+        if opts.is_train or self.options.eea_test_triggers:
             triggers = tuple(e.trigger for e in clean_events(sample) if e.type == label.name)
         return SchemaItem(label, self.sample_roles(label, sample, opts, rng), triggers)
 
@@ -194,35 +198,31 @@ class EEA(EE):
         return entry
 
 
-class EET(Task):
+class EET(AnnotatedTask):
     """Event types and triggers as ``{type: [trigger, ...]}``."""
 
     name = "EET"
-    schema_kind = "labels"
     annotation_key = "event"
     annotation_schema = _EVENT
     default_split_num = 4
     metrics = ("trigger",)
+    Options = MentionOptions
 
     def positive_keys(self, sample, schema):
         return unique([e.type for e in sample.events if e.trigger])
 
     def target(self, sample, items, opts):
-        out = {}
-        for item in items:
-            triggers = [e.trigger for e in sample.events if e.type == item.name and e.trigger]
-            out[item.name] = position_sorted(triggers, sample.text) if opts.mention_order == "position" else triggers
-        return out
+        return {item.name: self.ordered([e.trigger for e in sample.events if e.type == item.name and e.trigger],
+                                        sample.text) for item in items}
 
     def triples(self, answer):
         return [(trigger, "event type", etype) for trigger, etype in self.predicted(answer)["trigger"]]
+
+    def mentions(self, answer):
+        return labelled_strings(answer)
 
     def gold(self, annotations):
         return {"trigger": [(a.get("event_trigger"), a.get("event_type")) for a in annotations if a.get("event_trigger")]}
 
     def predicted(self, answer):
-        found = []
-        for key, values in answer.items():
-            if isinstance(values, list):
-                found += [(v, key) for v in values if isinstance(v, str)]
-        return {"trigger": found}
+        return {"trigger": labelled_strings(answer)}

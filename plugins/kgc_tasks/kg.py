@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from kgcore.records import Relation, Sample
+from kgcore import SchemaItem
 from kgcore.sampling import bernoulli_count
-from kgcore.task import STRING_OR_LIST, SchemaItem, Task, object_schema, position_sorted, unique
+from kgcore.schema import labels_with_roles
+from kgcore.task import STRING_OR_LIST, object_schema, position_sorted, unique
 
-from .relations import _RELATION
+from .annotations import RELATION_SCHEMA, Annotated, Relation
+from .base import AnnotatedTask
 
 _DROPPED = {"无", "nan"}
 
 
-class KG(Task):
+class KG(AnnotatedTask):
     """``{entity_type: {entity: {attribute: value | [values]}}}`` from ``(head, attribute, tail)`` labels.
 
     A relation belongs to an entity type when its ``head_type`` names it, or (without
@@ -21,9 +23,8 @@ class KG(Task):
     """
 
     name = "KG"
-    schema_kind = "entity_types"
     annotation_key = "relation"
-    annotation_schema = _RELATION
+    annotation_schema = RELATION_SCHEMA
     default_split_num = 1
     metrics = ("triple",)
 
@@ -34,6 +35,10 @@ class KG(Task):
         if relation.head_type is not None:
             return relation.head_type == item.name
         return relation.relation in item.label.role_names
+
+    def schema_from_lines(self, types, roles, type_roles):
+        return labels_with_roles(list(type_roles) + [t for t in types if t not in type_roles and "_" not in t],
+                                 type_roles)
 
     def positive_keys(self, sample, schema):
         return [l.key for l in schema.labels if any(self._belongs(r, SchemaItem(l)) for r in sample.relations)]
@@ -52,12 +57,6 @@ class KG(Task):
             rng.shuffle(attributes)
         return SchemaItem(label, tuple(attributes))
 
-    def items_from_schema_value(self, value):
-        from kgcore.schema import Label
-
-        return [SchemaItem(Label(i.get("entity_type", "")), tuple(i.get("attributes", [])))
-                for i in (value if isinstance(value, list) else []) if isinstance(i, dict)]
-
     def schema_value(self, items, opts, descriptions):
         value = []
         for item in items:
@@ -69,7 +68,7 @@ class KG(Task):
             value.append({"entity_type": item.name, "attributes": attributes})
         return value
 
-    def target(self, sample: Sample, items, opts):
+    def target(self, sample: Annotated, items, opts):
         out = {}
         for item in items:
             relations = [r for r in sample.relations if self._belongs(r, item) or r.head_type is None]
@@ -85,9 +84,19 @@ class KG(Task):
             out[item.name] = entities
         return out
 
-    def answer_value_schema(self, item, opts, max_items):
+    def answer_value_schema(self, item, max_items):
         attributes = object_schema({a: STRING_OR_LIST for a in item.roles}, required=False)
         return {"type": "object", "additionalProperties": attributes, "maxProperties": max_items}
+
+    def mentions(self, answer):
+        """Entity names (the answer's keys) and attribute values, under the entity type."""
+        found = []
+        for entity_type, entities in answer.items():
+            for entity, attrs in entities.items() if isinstance(entities, dict) else ():
+                found.append((entity, entity_type))
+                if isinstance(attrs, dict):
+                    found += [(v, entity_type) for values in attrs.values() for v in _kept(values)]
+        return unique(found)
 
     def gold(self, annotations):
         return {"triple": [(a.get("head"), a.get("relation"), a.get("tail")) for a in annotations]}
@@ -100,8 +109,11 @@ class KG(Task):
             for entity, attrs in entities.items():
                 if not isinstance(attrs, dict):
                     continue
-                for attribute, values in attrs.items():
-                    for v in values if isinstance(values, list) else [values]:
-                        if isinstance(v, str) and v and v.lower() not in _DROPPED:
-                            found.append((entity, attribute, v))
+                found += [(entity, attribute, v) for attribute, values in attrs.items() for v in _kept(values)]
         return {"triple": found}
+
+
+def _kept(values: Any) -> list[str]:
+    """An attribute's value or values, without empty ones (``无``, ``nan``)."""
+    return [v for v in (values if isinstance(values, list) else [values])
+            if isinstance(v, str) and v and v.lower() not in _DROPPED]

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from kgcore.records import Relation, Sample
-from kgcore.schema import Schema
-from kgcore.task import STRING, ConvertOptions, SchemaItem, Task, object_schema, position_sorted, unique
+from kgcore import Label, SchemaItem
+from kgcore.schema import spo_label
+from kgcore.task import STRING, object_schema, unique
 
-_RELATION = {
-    "type": "object", "required": ["head", "relation", "tail"],
-    "properties": {"head": {"type": "string"}, "relation": {"type": "string"}, "tail": {"type": "string"},
-                   "head_type": {"type": "string"}, "tail_type": {"type": "string"}},
-}
+from .annotations import RELATION_SCHEMA, Annotated, Relation
+from .base import AnnotatedTask, MentionOptions
+
 _KEYS = {"head_tail": ("head", "tail"), "subject_object": ("subject", "object")}
 
 
-def _pairs(relations: list[Relation], text: str, opts: ConvertOptions, keys: tuple[str, str]) -> list[dict]:
-    if opts.mention_order == "position":
-        relations = position_sorted(relations, text, key=lambda r: r.head)
-    return [{keys[0]: r.head, keys[1]: r.tail} for r in relations]
+@dataclass(frozen=True)
+class RelationOptions(MentionOptions):
+    #: Keys of an answer's pairs: ``head_tail`` (DeepKE) or ``subject_object`` (IEPile / OneKE data).
+    relation_keys: str = "head_tail"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.relation_keys not in _KEYS:
+            raise ValueError(f"relation_keys must be head_tail or subject_object, not '{self.relation_keys}'")
 
 
 def relation_triples(answer: dict[str, Any]) -> list[tuple]:
@@ -38,30 +42,38 @@ def relation_triples(answer: dict[str, Any]) -> list[tuple]:
     return found
 
 
-class RE(Task):
-    """Relations as ``{relation: [{"head", "tail"}]}`` (``--relation-keys subject_object`` for IEPile data)."""
+class RE(AnnotatedTask):
+    """Relations as ``{relation: [{"head", "tail"}]}`` (``-T relation_keys=subject_object`` for IEPile data)."""
 
     name = "RE"
-    schema_kind = "relations"
     annotation_key = "relation"
-    annotation_schema = _RELATION
+    annotation_schema = RELATION_SCHEMA
     default_split_num = 4
     metrics = ("triple",)
+    Options = RelationOptions
+
+    @property
+    def keys(self) -> tuple[str, str]:
+        return _KEYS[self.options.relation_keys]
 
     def identity(self, item):
         return (item["head"], item["relation"], item["tail"])
 
-    def positive_keys(self, sample: Sample, schema: Schema) -> list[str]:
+    def schema_from_lines(self, types, roles, type_roles):
+        return [Label(v) for v in (roles or types)]
+
+    def positive_keys(self, sample: Annotated, schema) -> list[str]:
         return unique([r.relation for r in sample.relations])
 
-    def target(self, sample, items, opts):
-        keys = _KEYS[opts.relation_keys]
-        return {i.name: _pairs([r for r in sample.relations if r.relation == i.name], sample.text, opts, keys)
-                for i in items}
+    def pairs(self, relations: list[Relation], text: str) -> list[dict[str, str]]:
+        keys = self.keys
+        return [{keys[0]: r.head, keys[1]: r.tail} for r in self.ordered(relations, text, key=lambda r: r.head)]
 
-    def answer_value_schema(self, item, opts, max_items):
-        keys = _KEYS[opts.relation_keys] if self.name == "RE" else _KEYS["subject_object"]
-        return {"type": "array", "items": object_schema({k: STRING for k in keys}), "maxItems": max_items}
+    def target(self, sample, items, opts):
+        return {i.name: self.pairs([r for r in sample.relations if r.relation == i.name], sample.text) for i in items}
+
+    def answer_value_schema(self, item, max_items):
+        return {"type": "array", "items": object_schema({k: STRING for k in self.keys}), "maxItems": max_items}
 
     def gold(self, annotations):
         return {"triple": [(a.get("head"), a.get("relation"), a.get("tail")) for a in annotations]}
@@ -74,23 +86,28 @@ class SPO(RE):
     """Typed triples; the schema lists ``{subject_type, predicate, object_type}``, answers use subject/object."""
 
     name = "SPO"
-    schema_kind = "spo"
+    Options = MentionOptions
+
+    @property
+    def keys(self) -> tuple[str, str]:
+        return _KEYS["subject_object"]
+
+    def label(self, value):
+        label = super().label(value)
+        if isinstance(value, str) or (label.subject_type is None and label.object_type is None and "_" in label.name):
+            return spo_label(label.name)
+        return label
+
+    def schema_from_lines(self, types, roles, type_roles):
+        return [spo_label(v) for v in types]
 
     def _matches(self, relation: Relation, item: SchemaItem) -> bool:
         label = item.label
         return relation.relation == label.name and (
             relation.head_type in (None, label.subject_type) and relation.tail_type in (None, label.object_type))
 
-    def positive_keys(self, sample: Sample, schema: Schema) -> list[str]:
-        return unique([l.key for r in sample.relations for l in schema.labels
-                       if self._matches(r, SchemaItem(l))])
-
-    def items_from_schema_value(self, value):
-        from kgcore.schema import Label
-
-        items = value if isinstance(value, list) else []
-        return [SchemaItem(Label(i.get("predicate", ""), subject_type=i.get("subject_type"),
-                                 object_type=i.get("object_type"))) for i in items if isinstance(i, dict)]
+    def positive_keys(self, sample, schema) -> list[str]:
+        return unique([l.key for r in sample.relations for l in schema.labels if self._matches(r, SchemaItem(l))])
 
     def schema_value(self, items, opts, descriptions):
         value = []
@@ -104,7 +121,6 @@ class SPO(RE):
     def target(self, sample, items, opts):
         out: dict[str, list] = {}
         for item in items:  # items sharing a predicate share its key: merge, never overwrite
-            pairs = _pairs([r for r in sample.relations if self._matches(r, item)], sample.text, opts,
-                           ("subject", "object"))
+            pairs = self.pairs([r for r in sample.relations if self._matches(r, item)], sample.text)
             out[item.name] = out.get(item.name, []) + [p for p in pairs if p not in out.get(item.name, [])]
         return out

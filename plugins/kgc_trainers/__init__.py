@@ -16,6 +16,14 @@ TRAINERS = {
 
 
 @hookimpl
+def kgc_add_kinds(add):
+    from . import hookspecs
+
+    add("trainer", hookspecs.kgc_register_trainers, "kgc_trainers.method:TrainingMethod")
+    add("model_family", hookspecs.kgc_register_model_families, "kgc_trainers.families:ModelFamily", "instance")
+
+
+@hookimpl
 def kgc_register_trainers(register):
     for name, (target, summary) in TRAINERS.items():
         register(name, target, summary=summary)
