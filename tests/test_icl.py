@@ -1,5 +1,6 @@
-"""In-context learning: the reference's PromptCraft prompts (exact strings), example files of both
-layouts, answer parsers, and `kgc icl` through a recording backend and the real SmolLM2 GGUF.
+"""In-context learning (the kgc_icl plugin): the reference's PromptCraft prompts (exact strings),
+example files of both layouts, answer parsers, and `kgc icl` through a recording backend and the
+real SmolLM2 GGUF.
 
 The expected prompts are written by hand from DeepKE's deepke-llm branch
 ``example/llm/src/utils/prompt.py`` (commit da1d07e3de7f4307bb2270936e537e010a8191b8).
@@ -17,10 +18,9 @@ from click.testing import CliRunner
 from conftest import DEEPKE
 
 import kgcore
-from kgcore.backend import Backend, Generation
-from kgcore.cli import cli
-from kgcore.errors import InputError
-from kgcore.icl import (
+from kgc_icl import (
+    LANGUAGES,
+    TASKS,
     IclSpec,
     build_prompt,
     load_examples,
@@ -31,9 +31,13 @@ from kgcore.icl import (
     parse_ner,
     parse_re,
     parse_rte,
+    prompt_texts,
     run_icl,
 )
-from kgcore.plugins import PluginHost, set_host
+from kgcore.backend import Backend, Generation
+from kgcore.cli import cli
+from kgcore.errors import InputError
+from kgcore.plugins import PluginHost, get_host, set_host
 
 LLMICL = DEEPKE / "LLMICL"
 BRANCH = DEEPKE / "deepke-llm-branch" / "ICL_Examples"
@@ -291,6 +295,15 @@ def test_language_aliases_and_errors():
         build_prompt("kg", "t", "en")
 
 
+def test_prompt_data_covers_every_task_and_language():
+    for language in LANGUAGES:
+        texts = prompt_texts(language)
+        for part in ("instructions", "task_prompts"):
+            assert set(texts[part]) == set(TASKS), (language, part)
+        assert set(texts["examples"]["header"]) == set(texts["examples"]["entry"]) == set(TASKS)
+        assert all("answer_format" in variants for variants in texts["instructions"].values())
+
+
 def test_labels_are_split_on_both_commas_and_stripped():
     prompt = build_prompt("ner", "t", "en", labels=" PER ，LOC,, ORG ")
     assert "entity types:\nPER, LOC, ORG\n" in prompt
@@ -466,12 +479,18 @@ def recorder_host():
     set_host(None)
 
 
+def kgc(args: list[str], **kwargs):
+    """``kgc ARGS`` in-process, with the plugins' commands (``kgc icl``) added as ``kgc`` itself does."""
+    get_host().add_commands(cli)
+    return CliRunner().invoke(cli, args, **kwargs)
+
+
 def test_cli_icl_works_through_any_backend(recorder_host, tmp_path):
     texts = tmp_path / "texts.txt"
     texts.write_text('Bob is the father of Tom.\n\n{"text": "Ann is 40.", "head_entity": "Ann", '
                      '"tail_entity": "40", "tail_type": "number"}\n', encoding="utf-8")
     Recorder.answer = "parents"
-    result = CliRunner().invoke(cli, ["icl", "-b", "recorder", "-t", "re", "-i", str(texts), "--labels", "parents,age",
+    result = kgc(["icl", "-b", "recorder", "-t", "re", "-i", str(texts), "--labels", "parents,age",
                                       "--head-entity", "Tom", "--head-type", "person", "--tail-entity", "Bob",
                                       "--tail-type", "person", "--examples", str(LLMICL), "--raw"])
     assert result.exit_code == 0, result.output
@@ -487,14 +506,31 @@ def test_cli_icl_works_through_any_backend(recorder_host, tmp_path):
     assert None not in (params.temperature, params.max_new_tokens, params.top_p, params.seed)
 
 
-def test_cli_icl_dry_run_and_usage_errors():
-    runner = CliRunner()
-    done = runner.invoke(cli, ["icl", "-t", "ner", "--language", "ch", "--text", "文本", "--dry-run"])
-    assert done.exit_code == 0, done.output
-    assert json.loads(done.output)["prompt"] == build_prompt("ner", "文本", "zh")
-    both = runner.invoke(cli, ["icl", "-t", "ner", "--text", "t", "--zero-shot", "--examples", str(BRANCH)])
+def test_cli_icl_takes_texts_as_kgc_extract_does(tmp_path):
+    prompt = build_prompt("ner", "文本", "zh")
+    for args, stdin in ((["文本"], None), (["--text", "文本"], None), (["--text_input", "文本"], None),
+                        ([], "文本\n\n"), (["-i", "-"], "文本\n")):
+        done = kgc(["icl", "-t", "NER", "--language", "ch", "--dry-run", *args], input=stdin)
+        assert done.exit_code == 0, (args, done.output)
+        assert [json.loads(line)["prompt"] for line in done.output.splitlines()] == [prompt], args
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a\n\n{not json\n{\"id\": 1}\n", encoding="utf-8")
+    bad = kgc(["icl", "-t", "ner", "-i", str(texts), "--dry-run"])
+    assert bad.exit_code == 1
+    assert f"{texts}:4: a JSON line needs a 'text' string (field 'text')" in bad.output
+    assert [json.loads(line)["text"] for line in bad.output.splitlines()[:2]] == ["a", "{not json"]
+
+
+def test_cli_icl_dry_run_and_usage_errors(tmp_path):
+    both = kgc(["icl", "-t", "ner", "--text", "t", "--zero-shot", "--examples", str(BRANCH)])
     assert both.exit_code == 2 and "contradict" in both.output
-    no_pair = runner.invoke(cli, ["icl", "-t", "re", "--text", "t", "-m", "/nonexistent.gguf"])
+    twice = kgc(["icl", "-t", "ner", "t", "--text", "u"])
+    assert twice.exit_code == 2 and "give TEXT or --text, not both" in twice.output
+    texts = tmp_path / "texts.txt"
+    texts.write_text("u\n", encoding="utf-8")
+    text_and_file = kgc(["icl", "-t", "ner", "t", "-i", str(texts), "-m", "/nonexistent.gguf"])
+    assert text_and_file.exit_code == 2 and "give TEXT or --input, not both" in text_and_file.output
+    no_pair = kgc(["icl", "-t", "re", "--text", "t", "-m", "/nonexistent.gguf"])
     assert no_pair.exit_code == 1 and "needs the entity pair" in no_pair.output  # before any model is loaded
 
 
@@ -509,7 +545,7 @@ def test_cli_icl_few_shot_ner_through_llamacpp(smollm2_gguf, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "kgcore.cli", "icl", "--backend", "llamacpp", "--model", str(smollm2_gguf),
          "-O", "n_ctx=1024", "--task", "ner", "--language", "en", "--labels", "PER,LOC,ORG", "--examples",
-         str(tmp_path), "--max-new-tokens", "32", "--raw", "--text", "Barack Obama visited the Siemens factory in Berlin."],
+         str(tmp_path), "--max-new-tokens", "32", "--raw", "Barack Obama visited the Siemens factory in Berlin."],
         capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     line = json.loads(done.stdout)
