@@ -75,16 +75,14 @@ def text_input(fn):
     ])
 
 
-def read_texts(text: str | None, input_file: Any) -> Iterator[str]:
-    """The texts of :func:`text_input`: the argument, else the file's non-blank lines, else standard input."""
+def read_texts(text: str | None, input_file: Any) -> Iterator[tuple[int, str]]:
+    """``(line, text)`` of :func:`text_input`: the argument (line 0), else the file's non-blank lines,
+    else standard input's."""
     if text is not None and input_file is not None:
         raise click.UsageError("give TEXT or --input, not both")
     if text is not None:
-        yield text
-        return
-    for line in input_file or sys.stdin:
-        if line.strip():
-            yield line.rstrip("\r\n")
+        return iter([(0, text)])
+    return ((number, line.rstrip("\r\n")) for number, line in enumerate(input_file or sys.stdin, 1) if line.strip())
 
 
 def task_options(fn):
@@ -318,7 +316,7 @@ def extract(text, input_file, task, labels, schema_path, task_option, language, 
     task_obj = load_task(task, task_option_pairs(task_option))
     schema = load_schema(schema_path, task_obj) if schema_path else None
     style, params = prompt_and_params(template, system, max_new_tokens, temperature, constrained)
-    texts = read_texts(text, input_file)
+    texts = (line for _, line in read_texts(text, input_file))
     engine = make_backend(backend, model, backend_option)
     try:
         extractor = Extractor(task_obj, schema, labels=labels.split(",") if labels else None, backend=engine,
@@ -327,84 +325,6 @@ def extract(text, input_file, task, labels, schema_path, task_option, language, 
             click.echo(json.dumps(extraction.as_dict(triples, raw), ensure_ascii=False))
     finally:
         engine.close()
-
-
-def _listing(kind: str, options_of: str | None, width: int, default: str | None = None) -> None:
-    from .options import describe_options
-
-    registry = get_host().registry
-    if options_of:
-        for name, kind_name, value in describe_options(registry.load(kind, options_of).Options):
-            click.echo(f"{name:<24} {kind_name:<18} {value!r}")
-        return
-    for component in registry.components(kind):
-        mark = " (default)" if component.name == default else ""
-        click.echo(f"{component.name:<{width}} {component.summary}{mark}  [{component.plugin}]")
-
-
-@cli.command()
-@click.option("--options", "options_of", default=None, metavar="NAME", help="List one backend's options.")
-def backends(options_of):
-    """List inference backends."""
-    _listing("backend", options_of, 10, get_host().call("kgc_default_backend"))
-
-
-@cli.command()
-@click.option("--options", "options_of", default=None, metavar="NAME", help="List one task's options (-T).")
-def tasks(options_of):
-    """List IE tasks."""
-    _listing("task", options_of, 8)
-
-
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def plugins(as_json):
-    """List installed plugins, their hooks, components, load errors and warnings."""
-    host = get_host()
-    registry = host.registry
-    rows = []
-    for info in host.plugins.values():
-        components = [f"{c.kind.name}:{c.name}" for c in registry.components() if c.plugin == info.name]
-        rows.append({"name": info.name, "distribution": info.distribution, "version": info.version,
-                     "module": info.module, "hooks": info.hooks, "components": components, "error": info.error,
-                     "warnings": info.warnings})
-    if as_json:
-        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
-        return
-    for row in rows:
-        status = f"ERROR: {row['error']}" if row["error"] else f"{len(row['components'])} components"
-        dist = f"{row['distribution']} {row['version']}".strip() or "-"
-        click.echo(f"{row['name']:<24} {dist:<24} {status}")
-        if row["components"]:
-            click.echo(f"{'':<24} {', '.join(row['components'])}")
-        for warning in row["warnings"]:
-            click.echo(f"{'':<24} WARNING: {warning}")
-
-
-@cli.command()
-@click.option("--show", "show", default=None, help="Print one instruction text, or a chat template's rendering.")
-def templates(show):
-    """List instruction templates (TASK.LANGUAGE[.VARIANT]) and chat templates."""
-    registry = get_host().registry
-    if show and "." in show and not show.endswith((".yaml", ".yml")):  # TASK.LANGUAGE names
-        instruction = registry.load("instruction", show)
-        suffix = f"\n(with examples: +{instruction.example_suffix!r})" if instruction.example_suffix else ""
-        click.echo(instruction.text + suffix)
-        return
-    if show == "auto":
-        click.echo("auto: the model's own chat template (from its tokenizer or GGUF file) renders the instruction")
-        return
-    if show:
-        from .chat import load_chat_template
-
-        click.echo(load_chat_template(show, registry).render("{instruction}"))
-        return
-    click.echo("Instruction templates:")
-    for component in registry.components("instruction"):
-        click.echo(f"  {component.name:<16} {component.summary}…  [{component.plugin}]")
-    click.echo("Chat templates (--template):")
-    for component in registry.components("chat_template"):
-        click.echo(f"  {component.name:<16} {component.summary}  [{component.plugin}]")
 
 
 # -- start-up ----------------------------------------------------------------------------------

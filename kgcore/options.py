@@ -52,15 +52,6 @@ def options_dict(options: Any, *, changed_only: bool = False) -> dict[str, Any]:
     return out
 
 
-def describe_options(options_cls: type) -> list[tuple[str, str, Any]]:
-    """``(name, type, default)`` per field, for listings (``kgc backends --options``, ``kgc tasks --options``)."""
-    out = []
-    for f in dataclasses.fields(options_cls):
-        default = f.default if f.default is not dataclasses.MISSING else "(required)"
-        out.append((f.name, str(f.type), default))
-    return out
-
-
 def _coerce(raw: Any, fld: dataclasses.Field, owner: str) -> Any:
     if not isinstance(raw, str):
         return raw

@@ -20,7 +20,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pluggy
@@ -226,7 +226,7 @@ class PluginHost:
         """Add a component kind and the hook spec that registers it (``kgc_add_kinds``)."""
         caller = getattr(self.pm.hook, spec.__name__, None)
         if caller is None or not caller.has_spec():
-            self.pm.add_hookspecs(sys.modules[spec.__module__])
+            self.pm.add_hookspecs(SimpleNamespace(**{spec.__name__: spec}))
         self.kinds[kind] = Kind(kind, spec.__name__, base, form)
         self._registry = None
 

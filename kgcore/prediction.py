@@ -46,10 +46,14 @@ def package_versions(names: Iterable[str] = ()) -> dict[str, str]:
 
 
 class RecordRequests:
-    """Requests for converted records: each record's task, with the options it was converted with."""
+    """Requests for converted records: each record's task, with the options it was converted with
+    (``task`` and ``task_options`` override the records')."""
 
-    def __init__(self, builder: RequestBuilder, task: str | None, task_options: Mapping[str, Any], host: PluginHost):
-        self.builder, self.task, self.task_options, self.host = builder, task, dict(task_options), host
+    def __init__(self, style: PromptStyle = PromptStyle(), constrained: bool = True, task: str | None = None,
+                 task_options: Mapping[str, Any] | None = None, host: PluginHost | None = None):
+        self.host = host or get_host()
+        self.builder = RequestBuilder(style, constrained, self.host)
+        self.task, self.task_options = task, dict(task_options or {})
         self._tasks: dict[str, Task] = {}
 
     def task_for(self, record: dict[str, Any]) -> Task | None:
@@ -107,11 +111,10 @@ def predict(input_path: str | Path, output_path: str | Path, backend: Backend, *
     for number, record in enumerate(records, 1):
         if not isinstance(record.get("instruction"), str):
             raise InputError("missing instruction", path=str(input_path), line=number, field="instruction")
-    builder = RequestBuilder(style, params.constrained, host)
-    requests = RecordRequests(builder, task, task_options or {}, host)
+    requests = RecordRequests(style, params.constrained, task, task_options, host)
     for record in records[:1]:
         requests.task_for(record)  # an unknown task fails before any answer is generated
-    params = replace(params, stop=tuple(dict.fromkeys(params.stop + builder.stop)))
+    params = replace(params, stop=tuple(dict.fromkeys(params.stop + requests.builder.stop)))
     task_name = task or next((r["task"] for r in records if r.get("task")), None)
     options = {"input": str(input_path), "output": str(output_path), "task": task_name,
                "task_options": dict(task_options or {}), **asdict(style), **asdict(params), "batch_size": batch_size}
