@@ -101,6 +101,20 @@ def test_convert_train(example):
     assert [json.loads(r["output"]) for r in records] == answers
 
 
+def test_task_options(example):
+    result = example.kgc("convert", "-t", "TERM", "--language", "en", "-i", "data/sample.json", "-s", "data/schema.json",
+                         "-T", "order=position", "-o", "positions.json", "-q")
+    assert "3 records -> 3 instructions" in result.stderr
+    records = _read(example.work / "positions.json")
+    assert {json.dumps(r["task_options"]) for r in records} == {'{"order": "position"}'}
+    assert json.loads(records[1]["output"])["dataset"] == ["Cora"]  # first in the text, last as annotated
+    assert "order                    str" in example.kgc("tasks", "--options", "TERM").stdout
+    bad = example.kgc("convert", "-t", "TERM", "-i", "data/sample.json", "-s", "data/schema.json", "--colour", "red",
+                      check=False)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().endswith("unknown option(s) colour for task 'TERM'; valid: order")
+
+
 @pytest.fixture(scope="module")
 def predictions(example) -> Path:
     """Test records with hand-written model outputs (case, spacing, a code fence, duplicates)."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from kgcore import ConvertOptions, SchemaItem, Schema, Task
-from kgcore.records import Sample
+from kgcore import Sample, Schema, SchemaItem, Task
 from kgcore.task import position_sorted
 
 
@@ -13,7 +13,6 @@ class TERM(Task):
     """Terms as ``{category: [term, ...]}``; annotations are ``{"term", "category"}`` items."""
 
     name = "TERM"
-    schema_kind = "labels"
     annotation_key = "term"
     annotation_schema = {
         "type": "object", "required": ["term", "category"],
@@ -21,6 +20,11 @@ class TERM(Task):
     }
     default_split_num = 4
     metrics = ("term",)
+
+    @dataclass(frozen=True)
+    class Options:
+        #: Terms in answers as annotated, or ``position``: by first occurrence in the text (``-T order=position``).
+        order: str = "annotation"
 
     def identity(self, item):
         return (item["term"], item["category"])
@@ -31,11 +35,11 @@ class TERM(Task):
     def positive_keys(self, sample: Sample, schema: Schema) -> list[str]:
         return list(dict.fromkeys(t["category"] for t in self._terms(sample)))
 
-    def target(self, sample: Sample, items: list[SchemaItem], opts: ConvertOptions) -> dict[str, Any]:
+    def target(self, sample: Sample, items: list[SchemaItem], opts) -> dict[str, Any]:
         out = {}
         for item in items:
             terms = [t["term"] for t in self._terms(sample) if t["category"] == item.name]
-            out[item.name] = position_sorted(terms, sample.text) if opts.mention_order == "position" else terms
+            out[item.name] = position_sorted(terms, sample.text) if self.options.order == "position" else terms
         return out
 
     def gold(self, annotations):
