@@ -18,8 +18,8 @@ from common import conll_test_instructions, machine  # noqa: E402
 
 from kgcore.backend import GenerationParams  # noqa: E402
 from kgcore.jsonl import read_jsonl  # noqa: E402
-from kgcore.plugins import get_host  # noqa: E402
-from kgcore.prediction import PromptStyle, RequestBuilder, load_backend  # noqa: E402
+from kgcore.backend import load_backend  # noqa: E402
+from kgcore.prediction import RecordRequests  # noqa: E402
 
 
 def main() -> None:
@@ -34,9 +34,8 @@ def main() -> None:
         from kgc_backends.default_model import base_checkpoint
 
         model = str(base_checkpoint())
-    task = get_host().registry.load("task", "NER")()
-    builder = RequestBuilder(PromptStyle(), task, constrained=False)
-    requests = [builder(r["instruction"]) for _, r in read_jsonl(conll_test_instructions(args.n))]
+    to_request = RecordRequests(constrained=False)
+    requests = [to_request(r) for _, r in read_jsonl(conll_test_instructions(args.n))]
     params = GenerationParams(max_new_tokens=args.max_new_tokens, constrained=False)
     backend = load_backend("hf", {"model": model, "batch_size": str(args.batch)})
     backend.generate(requests[:2], params)  # warm-up

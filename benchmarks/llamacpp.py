@@ -22,8 +22,8 @@ from kgc_backends.default_model import base_gguf
 import kgcore
 from kgcore.backend import GenerationParams
 from kgcore.jsonl import read_jsonl
-from kgcore.prediction import PromptStyle, RequestBuilder, load_backend, predict
-from kgcore.plugins import get_host
+from kgcore.backend import load_backend
+from kgcore.prediction import RecordRequests, predict
 
 MAX_NEW = 128
 
@@ -44,9 +44,8 @@ def overhead(n: int, rounds: int) -> None:
     """kgc predict (read, prompt, grammar, generate, write, fsync) against llama-cpp alone."""
     src = conll_test_instructions(n)
     backend = _backend()
-    task = get_host().registry.load("task", "NER")()
-    builder = RequestBuilder(PromptStyle(), task)
-    requests = [builder(r["instruction"]) for _, r in read_jsonl(src)]
+    to_request = RecordRequests()
+    requests = [to_request(r) for _, r in read_jsonl(src)]
     prepared = [(backend._tokens(r)[0], backend._tokens(r)[1], backend._grammar(r.json_schema)) for r in requests]
     llm = backend.llm
 

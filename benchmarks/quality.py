@@ -30,7 +30,7 @@ from common import SHARED, machine  # noqa: E402
 
 import kgcore  # noqa: E402
 from kgcore.backend import GenerationParams  # noqa: E402
-from kgcore.prediction import load_backend, predict  # noqa: E402
+from kgcore import load_backend, predict  # noqa: E402
 
 #: dataset -> (task, language, split_num, metrics to report, answer tokens: above the longest training answer)
 DATASETS = {

@@ -13,7 +13,7 @@ import pytest
 
 from kgcore.backend import GenerationParams, Request
 from kgcore.errors import InputError
-from kgcore.prediction import load_backend
+from kgcore.backend import load_backend
 
 pytestmark = pytest.mark.slow
 

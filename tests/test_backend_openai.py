@@ -22,7 +22,8 @@ from conftest import DATASETS
 from kgcore.backend import BackendError, GenerationParams, Request
 from kgcore.errors import InputError
 from kgcore.jsonl import read_jsonl
-from kgcore.prediction import load_backend, record_key
+from kgcore.backend import load_backend
+from kgcore.prediction import record_key
 
 import openai  # noqa: F401,E402  (installed by .ci/setup)
 
@@ -436,15 +437,14 @@ def ner_records(tmp_path_factory):
 def _check_answers(out: Path, records: Path) -> dict:
     import jsonschema
 
-    from kgcore.plugins import get_host
-    from kgcore.task import ConvertOptions
+    from kgcore import load_task
 
-    task = get_host().registry.load("task", "NER")()
+    task = load_task("NER")
     predictions = [r for _, r in read_jsonl(out)]
     assert sorted(map(record_key, predictions)) == sorted(record_key(r) for _, r in read_jsonl(records))
     for record in predictions:
-        items = task.items_from_schema_value(json.loads(record["instruction"])["schema"])
-        jsonschema.validate(json.loads(record["output"]), task.answer_schema(items, ConvertOptions()))
+        items = task.items_from_schema(json.loads(record["instruction"])["schema"])
+        jsonschema.validate(json.loads(record["output"]), task.answer_schema(items))
     meta = json.loads(Path(f"{out}.meta.json").read_text(encoding="utf-8"))
     assert meta["backend"] == "openai" and meta["model"] == "smollm2" and meta["answered_now"] == 4
     assert meta["prompt_tokens"] > 4 * 50 and meta["completion_tokens"] >= 4 * 5

@@ -61,15 +61,14 @@ def _vllm_predict(python: str, model: Path, records: Path, output: Path, *extra:
 def test_constrained_predict_gives_schema_valid_json(vllm_python, smollm2_hf, converted, tmp_path):
     import jsonschema
 
-    from kgcore.plugins import get_host
-    from kgcore.prediction import PromptStyle, RequestBuilder
+    from kgcore.prediction import RecordRequests
 
     output = tmp_path / "pred.json"
     answered = _vllm_predict(vllm_python, smollm2_hf, converted, output, "--max-new-tokens", "96")
     assert len(answered) == RECORDS
-    builder = RequestBuilder(PromptStyle(), get_host().registry.load("task", "NER")(), constrained=True)
+    requests = RecordRequests()
     for record in answered:
-        schema = builder(record["instruction"]).json_schema
+        schema = requests(record).json_schema
         assert schema is not None
         jsonschema.validate(json.loads(record["output"]), schema)
     meta = json.loads(Path(f"{output}.meta.json").read_text(encoding="utf-8"))
@@ -94,7 +93,7 @@ def _hf_predict(model: Path, records: Path, output: Path, **options: str) -> lis
     import torch
 
     from kgcore.backend import GenerationParams
-    from kgcore.prediction import load_backend, predict
+    from kgcore import load_backend, predict
 
     threads = torch.get_num_threads()
     backend = load_backend("hf", {"model": str(model), "dtype": "float32", "num_threads": "1", **options})

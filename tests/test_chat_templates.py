@@ -1,6 +1,5 @@
-"""Chat templates: exact prompts (hand-written from the reference table), the ``auto`` template
-against transformers' own ``apply_chat_template`` on a real GGUF model, and token ids against a
-real tokenizer."""
+"""Chat templates: exact prompts (hand-written from the reference table), the ``auto`` template as
+llama.cpp and transformers apply it to a real GGUF model, and token ids against a real tokenizer."""
 
 from __future__ import annotations
 
@@ -11,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from kgcore.chat import (AUTO, IGNORE_INDEX, ChatTemplate, SpecialToken, load_chat_template,
-                         read_gguf_chat_template, render_auto, tokenizer_bos)
+from kgc_backends.tokens import IGNORE_INDEX, encode_supervised, encode_turns, split_stops, tokenizer_bos
+
+from kgcore.chat import AUTO, ChatTemplate, SpecialToken, load_chat_template
 from kgcore.errors import InputError, UnknownComponentError
 from kgcore.jsonl import read_jsonl
 from kgcore.plugins import get_registry
@@ -143,7 +143,7 @@ def test_every_template_renders(name):
 def test_auto_is_registered_and_refuses_plain_rendering(registry):
     auto = load_chat_template(AUTO, registry)
     assert auto.auto
-    with pytest.raises(ValueError, match="render_auto"):
+    with pytest.raises(ValueError, match="the backend applies"):
         auto.render("Q")
 
 
@@ -163,27 +163,6 @@ def test_template_from_a_file_path(tmp_path, registry):
         load_chat_template(str(tmp_path / "missing.yaml"))
     with pytest.raises(UnknownComponentError, match="qwen"):
         load_chat_template("qwne", registry)
-
-
-# -- the model's own template (render_auto) -------------------------------------------------------
-
-CHATML = ("{% for m in messages %}{% if m.role == 'tool' %}{{ raise_exception('no tools') }}{% endif %}"
-          "<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
-          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-
-
-def test_render_auto_by_hand():
-    messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "<b>Q</b>"}]
-    assert render_auto(messages, CHATML, "<s>", "</s>") == (
-        "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\n<b>Q</b><|im_end|>\n<|im_start|>assistant\n")
-    assert render_auto(messages, "{{ bos_token }}{{ messages | tojson }}", "<s>", "</s>",
-                       add_generation_prompt=False) == '<s>[{"role": "system", "content": "S"}, {"role": "user", "content": "<b>Q</b>"}]'
-    with pytest.raises(Exception, match="no tools"):
-        render_auto([{"role": "tool", "content": "x"}], CHATML, "", "")
-    with pytest.raises(Exception):  # the sandbox refuses attribute escapes
-        render_auto(messages, "{{ ''.__class__.__mro__ }}", "", "")
-    with pytest.raises(ValueError, match="no chat template"):
-        render_auto(messages, "", "", "")
 
 
 # -- a real model: SmolLM2's GGUF and its tokenizer ------------------------------------------------
@@ -226,23 +205,25 @@ def conversations() -> list[list[dict[str, str]]]:
 
 
 @pytest.mark.slow
-def test_gguf_chat_template_metadata(gguf_path):
-    info = read_gguf_chat_template(gguf_path)
-    assert info.bos_token == "<|im_start|>" and info.eos_token == "<|im_end|>"
-    assert "<|im_start|>" in info.chat_template and "add_generation_prompt" in info.chat_template
-    template, bos, eos = info  # also a plain tuple
-    assert template == info.chat_template
+def test_auto_is_the_same_prompt_in_llama_cpp_and_transformers(gguf_path, smol_tokenizer):
+    """``auto``: llama.cpp renders the GGUF's own Jinja template as transformers renders the tokenizer's."""
+    from kgcore.backend import load_backend
 
-
-@pytest.mark.slow
-def test_auto_equals_transformers_apply_chat_template(gguf_path, smol_tokenizer):
-    info = read_gguf_chat_template(gguf_path)
-    assert info.chat_template == smol_tokenizer.chat_template
-    for messages in conversations():
-        ours = render_auto(messages, info.chat_template, info.bos_token, info.eos_token)
-        theirs = smol_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        assert ours == theirs
+    backend = load_backend("llamacpp", {"model": str(gguf_path), "n_ctx": "512"})
+    try:
+        for messages in conversations():
+            ours = backend._chat_formatter()(messages=messages).prompt
+            theirs = smol_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            assert ours == theirs
+    finally:
+        backend.close()
     assert ours.endswith("<|im_start|>assistant\n")
+
+
+def _split(ids: list[int], labels: list[int]) -> tuple[list[int], list[int]]:
+    """``(prompt_ids, learned_ids)`` of a training example."""
+    start = next(i for i, label in enumerate(labels) if label != IGNORE_INDEX)
+    return ids[:start], ids[start:]
 
 
 @pytest.mark.slow
@@ -253,13 +234,11 @@ def test_encode_decodes_to_the_rendered_text(smol_tokenizer):
     alpaca = template("alpaca")
     bos = tokenizer_bos(tok)
     assert bos is None  # SmolLM2 adds no bos (add_bos_token is false)
-    prompt_ids, response_ids = alpaca.encode(tok, q, answer)
+    ids, labels = encode_supervised(alpaca, tok, q, answer)
+    prompt_ids, response_ids = _split(ids, labels)
     assert tok.decode(prompt_ids, skip_special_tokens=False) == alpaca.render(q, bos=bos or "")
     assert response_ids[-1] == tok.eos_token_id  # not efficient_eos: eos after the response
     assert tok.decode(response_ids, skip_special_tokens=False) == answer + tok.eos_token
-    assert alpaca.encode(tok, q) == (prompt_ids, [])  # prediction: the same prompt ids
-    ids, labels = alpaca.encode_supervised(tok, q, answer)
-    assert ids == prompt_ids + response_ids
     assert labels == [IGNORE_INDEX] * len(prompt_ids) + response_ids
     assert (tok.eos_token, len(tok)) == (eos_before, size_before)  # the tokenizer is never changed
 
@@ -269,25 +248,24 @@ def test_efficient_eos_and_special_tokens(smol_tokenizer):
     tok = smol_tokenizer
     qwen = template("qwen")  # special-token elements, efficient_eos, replace_eos (<|im_end|> is SmolLM2's eos)
     q, answer = first_instruction("RE"), "[]"
-    prompt_ids, response_ids = qwen.encode(tok, q, answer)
+    ids, labels = encode_supervised(qwen, tok, q, answer)
+    prompt_ids, learned = _split(ids, labels)
     im_start = tok.convert_tokens_to_ids("<|im_start|>")
     assert prompt_ids[0] == im_start and prompt_ids.count(im_start) == 3
     assert tok.decode(prompt_ids, skip_special_tokens=False) == qwen.render(q)
-    assert response_ids == tok.encode(answer, add_special_tokens=False)  # no per-turn eos
-    ids, labels = qwen.encode_supervised(tok, q, answer)
     eos = tok.convert_tokens_to_ids("<|im_end|>")
-    assert ids == prompt_ids + response_ids + [eos]  # one eos at the very end
-    assert labels == [IGNORE_INDEX] * len(prompt_ids) + response_ids + [eos]
+    assert learned == tok.encode(answer, add_special_tokens=False) + [eos]  # no per-turn eos; one at the very end
+    assert labels == [IGNORE_INDEX] * len(prompt_ids) + learned
     # with history, each later turn's labels start with eos (the reference's efficient_eos rule)
     history = [("q1", "a1")]
-    turns = qwen.encode_turns(tok, q, answer, history=history)
-    ids, labels = qwen.encode_supervised(tok, q, answer, history=history)
+    turns = encode_turns(qwen, tok, q, answer, history=history)
+    ids, labels = encode_supervised(qwen, tok, q, answer, history=history)
     first = len(turns[0][0]) + len(turns[0][1])
     assert labels[first] == eos and labels[first + 1:first + len(turns[1][0])] == [IGNORE_INDEX] * (len(turns[1][0]) - 1)
     assert tok.decode(ids, skip_special_tokens=False) == qwen.render(q, history=history) + answer + "<|im_end|>"
-    assert qwen.stop_token_ids(tok) == [eos]
+    assert split_stops(tok, qwen.stop_strings(tok.eos_token)) == ([eos], [])
     with pytest.raises(ValueError, match="train_on_prompt"):
-        qwen.encode_supervised(tok, q, answer, train_on_prompt=True)
+        encode_supervised(qwen, tok, q, answer, train_on_prompt=True)
 
 
 @pytest.mark.slow
@@ -295,9 +273,9 @@ def test_missing_tokens_are_errors_not_mutations(smol_tokenizer):
     tok = smol_tokenizer
     size = len(tok)
     with pytest.raises(ValueError, match="<reserved_102>"):
-        template("baichuan").encode(tok, "Q")
+        encode_supervised(template("baichuan"), tok, "Q", "A")
     with pytest.raises(ValueError, match="<\\|eot_id\\|>"):  # llama3 replaces eos with a token SmolLM2 lacks
-        template("llama3").encode(tok, "Q", "A")
+        encode_supervised(template("llama3"), tok, "Q", "A")
     assert len(tok) == size and tok.eos_token == "<|im_end|>"
 
 
@@ -308,7 +286,8 @@ def test_every_template_encodes_like_it_renders(smol_tokenizer_all_tokens, name)
     t = template(name)
     q = first_instruction("EE")
     history = [("q1", "a1")]
-    prompt_ids, _ = t.encode(tok, q, "A", history=history)
+    turns = encode_turns(t, tok, q, "A", history=history)
+    prompt_ids = [i for source, target in turns[:-1] for i in source + target] + turns[-1][0]
     eos = t.eos_token(tok.eos_token)
     assert tok.decode(prompt_ids, skip_special_tokens=False) == t.render(q, history=history, eos=eos)
     special = [p.text for p in (*t.prefix, *t.prompt) if isinstance(p, SpecialToken)]

@@ -9,9 +9,9 @@ import sys
 import pytest
 from kgc_backends import default_model
 
-from kgcore.backend import BackendError
-from kgcore.extraction import detect_language, extract, labels_schema
-from kgcore.prediction import load_backend
+from kgcore import Extractor
+from kgcore.backend import BackendError, load_backend
+from kgcore.extraction import detect_language
 
 
 def _extract_cli(*args: str) -> dict:
@@ -46,27 +46,20 @@ def test_extract_chinese_with_no_model_named(smollm2_gguf):
 
 def test_adapter_is_what_finds_the_entities(smollm2_gguf):
     """Without the adapter (lora=none) the same model finds nothing: the quality comes from the adapter."""
-    texts = ["Angela Merkel met Emmanuel Macron in Paris."]
-    schema = labels_schema(["person", "location"])
     found = {}
     for lora in ("", "none"):
-        backend = load_backend("llamacpp", {"lora": lora, "n_ctx": "2048"})
-        try:
-            (result,) = extract(texts, backend, task="NER", schema=schema)
-        finally:
-            backend.close()
+        with Extractor("NER", labels=["person", "location"], backend="llamacpp",
+                       backend_options={"lora": lora, "n_ctx": "2048"}) as extract:
+            result = extract("Angela Merkel met Emmanuel Macron in Paris.")
         found[lora] = sum(len(v) for v in result.result.values())
     assert found[""] >= 3 and found["none"] < found[""]
 
 
 def test_peft_adapter_works_in_the_hf_backend(smollm2_hf):
-    backend = load_backend("hf", {"model": str(smollm2_hf), "adapter": str(default_model.ADAPTER_DIR),
-                                  "dtype": "float32"})
-    try:
-        (result,) = extract(["Angela Merkel visited Paris."], backend, task="NER",
-                            schema=labels_schema(["person", "location"]))
-    finally:
-        backend.close()
+    with Extractor("NER", labels=["person", "location"], backend="hf",
+                   backend_options={"model": str(smollm2_hf), "adapter": str(default_model.ADAPTER_DIR),
+                                    "dtype": "float32"}) as extract:
+        result = extract("Angela Merkel visited Paris.")
     assert result.parse_failures == 0 and "Angela Merkel" in result.result["person"]
 
 
@@ -89,8 +82,7 @@ def test_auto_language_gives_each_text_its_instruction_language(smollm2_gguf):
     generate = backend.generate
     backend.generate = lambda requests, params: seen.extend(requests) or generate(requests, params)
     try:
-        list(extract(["Ada lives in Paris.", "王小明住在北京。"], backend, task="NER",
-                     schema=labels_schema(["person"])))
+        list(Extractor("NER", labels=["person"], backend=backend).extract(["Ada lives in Paris.", "王小明住在北京。"]))
     finally:
         backend.close()
     instructions = [json.loads(request.messages[-1]["content"])["instruction"] for request in seen]

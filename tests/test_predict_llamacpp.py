@@ -17,8 +17,8 @@ from conftest import DATASETS
 import kgcore
 from kgcore.backend import GenerationParams
 from kgcore.jsonl import read_jsonl
-from kgcore.prediction import PromptStyle, RequestBuilder, load_backend, predict, record_key
-from kgcore.plugins import get_host
+from kgcore.backend import load_backend
+from kgcore.prediction import RecordRequests, predict, record_key
 
 LABELS = "person,location,organization,miscellaneous"
 
@@ -51,9 +51,8 @@ def test_extract_cli_prints_schema_valid_json(smollm2_gguf):
         capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     line = json.loads(done.stdout)
-    task = get_host().registry.load("task", "NER")()
-    schema = task.answer_schema(task.items_from_schema_value(["person", "location", "organization"]),
-                                kgcore.ConvertOptions())
+    task = kgcore.load_task("NER")
+    schema = task.answer_schema(task.items_from_schema(["person", "location", "organization"]))
     jsonschema.validate(line["result"], schema)
     assert line["parse_failures"] == 0
     assert all(t[1] == "type" and t[2] in {"person", "location", "organization"} for t in line["triples"])
@@ -70,11 +69,9 @@ def test_constrained_predictions_always_parse(tmp_path, conll_test, llamacpp):
     assert meta_file["backend"] == "llamacpp" and "llama_cpp_python" in meta_file["versions"]
 
 
-def test_request_builder_gives_each_chunk_its_answer_schema(conll_test):
-    task = get_host().registry.load("task", "NER")()
-    builder = RequestBuilder(PromptStyle(), task)
+def test_requests_give_each_chunk_its_answer_schema(conll_test):
     record = next(r for _, r in read_jsonl(conll_test))
-    request = builder(record["instruction"])
+    request = RecordRequests()(record)
     assert request.prompt is None and request.messages[-1]["content"] == record["instruction"]
     assert request.json_schema["required"] == json.loads(record["instruction"])["schema"]
 
