@@ -21,9 +21,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np
 import pytest
 
-from kgcore.backend import GenerationParams, Request
+from kgcore.backend import GenerationParams, Request, load_backend
 from kgcore.errors import InputError, MissingDependencyError, UnknownComponentError
-from kgcore.prediction import load_backend
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +84,7 @@ def kgc_cli():
     from kgcore.cli import cli
     from kgcore.plugins import get_host
 
-    get_host().call("kgc_register_commands", cli=cli)
+    get_host().add_commands(cli)
     return cli
 
 
@@ -207,8 +206,8 @@ def test_merge_refuses_bad_input(smollm2_hf, adapter, tmp_path):
 def test_template_comes_from_the_training_run(tmp_path):
     import yaml
 
+    from kgc_trainers.families import resolve_family
     from kgcore.chat import load_chat_template
-    from kgcore.families import resolve_family
 
     def saved(template, *folders, model_type=None):
         text, source = export._template_yaml(template, list(folders), model_type)
@@ -258,12 +257,11 @@ def merged_f16(merged, tmp_path_factory) -> Path:
 
 
 def test_f16_gguf_answers_like_transformers(merged, merged_f16, tokenizer, prompt_texts):
+    import gguf
     from llama_cpp import Llama
     from transformers import AutoModelForCausalLM
 
-    from kgcore.chat import read_gguf_chat_template
-
-    assert read_gguf_chat_template(merged_f16).chat_template == tokenizer.chat_template
+    assert gguf.GGUFReader(merged_f16).fields["tokenizer.chat_template"].contents() == tokenizer.chat_template
     model = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
     # logits of the prompt's last position: llama.cpp f16 vs transformers fp32
     llm = Llama(model_path=str(merged_f16), n_ctx=512, logits_all=True, verbose=False)

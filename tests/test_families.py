@@ -7,10 +7,10 @@ import dataclasses
 
 import pytest
 
+import kgc_trainers
+from kgc_trainers.families import ALL_LINEAR, GENERIC, ModelFamily, resolve_family
 from kgcore.chat import load_chat_template
-from kgcore.families import ALL_LINEAR, GENERIC, ModelFamily, resolve_family
-from kgcore.plugins import PluginHost, get_registry
-from kgcore.registry import Registry
+from kgcore.plugins import PluginHost, Registry, get_registry
 
 LLAMA_LIKE = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 GLM_FALCON = ("query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h")
@@ -64,14 +64,14 @@ def test_unknown_family_falls_back_to_all_linear(registry, name):
     assert family.default_template == "auto" and family.loader == "causal"
 
 
-def test_loaders_and_ptuning(registry):
-    assert resolve_family("chatglm", registry).loader == "auto"
-    assert resolve_family("chatglm", registry).supports_ptuning
+def test_loaders_and_their_auto_classes(registry):
+    import transformers
+
+    assert resolve_family("chatglm", registry).auto_class() is transformers.AutoModel
     assert "output_layer" in resolve_family("chatglm", registry).lora_exclude_modules
-    assert resolve_family("openba", registry).loader == "seq2seq"
-    assert resolve_family("openba", registry).trainer == "seq2seq"
-    assert resolve_family("qwen2", registry).trainer == "causal"
-    assert not resolve_family("llama", registry).supports_ptuning
+    assert resolve_family("openba", registry).auto_class() is transformers.AutoModelForSeq2SeqLM
+    assert resolve_family("qwen2", registry).auto_class() is transformers.AutoModelForCausalLM
+    assert GENERIC.auto_class() is transformers.AutoModelForCausalLM
 
 
 def test_default_templates_are_registered(registry):
@@ -83,7 +83,7 @@ def test_default_templates_are_registered(registry):
         load_chat_template(family.default_template, registry)
 
 
-def test_a_plugin_family_wins_by_name_and_families_are_frozen():
+def test_a_plugin_adds_families_and_families_are_frozen():
     import kgcore
 
     class Plugin:
@@ -94,8 +94,10 @@ def test_a_plugin_family_wins_by_name_and_families_are_frozen():
 
     host = PluginHost()
     host.register(Plugin(), name="tiny-plugin")
+    host.register(kgc_trainers, name="kgc.trainers")  # declares the model_family kind, with the built-in families
     assert resolve_family("TINY_ARCH", host.registry).lora_target_modules == ("c_fc",)
-    assert resolve_family("llama", host.registry) is GENERIC  # the built-ins are not in this host
+    assert resolve_family("tinyllm", host.registry).name == "tiny"
+    assert resolve_family("llama", host.registry).lora_target_modules == LLAMA_LIKE
     with pytest.raises(dataclasses.FrozenInstanceError):
         GENERIC.lora_target_modules = ("x",)  # type: ignore[misc]
     with pytest.raises(ValueError, match="loader"):

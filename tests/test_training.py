@@ -3,26 +3,18 @@ mechanics matter). No mocks: every run goes through transformers' Trainer and pe
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 import yaml
 
+from kgc_trainers import train
+from kgc_trainers.config import CONFIG_FILE, ConfigError, LoraOptions, TrainConfig, json_schema, load_config, setting
+from kgc_trainers.data import PromptEncoder, encode_records, fit_lengths, infer_max_len
+from kgc_trainers.logs import LOG_FILE, PLOT_FILE, read_log
 from kgcore.errors import InputError
-from kgcore.training import (
-    CONFIG_FILE,
-    LOG_FILE,
-    PLOT_FILE,
-    ConfigError,
-    PromptEncoder,
-    TrainConfig,
-    fit_lengths,
-    infer_max_len,
-    load_config,
-    read_log,
-    train,
-)
 
 import torch  # noqa: E402
 import peft  # noqa: E402,F401
@@ -71,7 +63,7 @@ def tiny(tmp_path_factory, smollm2_hf) -> Path:
 def _base(model: Path, data: dict[str, Path], out: Path, **values) -> dict:
     config = {"model": str(model), "train_file": str(data["train"]), "output_dir": str(out), "cutoff_len": 256,
               "batch_size": 4, "max_train_samples": 16, "logging_steps": 1, "save_strategy": "no",
-              "plot_loss": False, "lora_dropout": 0.0, "seed": 7}
+              "plot_loss": False, "lora": {"dropout": 0.0}, "seed": 7}
     config.update(values)
     return config
 
@@ -103,7 +95,7 @@ def test_config_errors_name_file_and_field(tmp_path, conll):
     _write(run, good)
     with pytest.raises(ConfigError, match="command line: field '--batch-size'"):
         load_config(run, {"batch_size": 0})
-    with pytest.raises(ConfigError, match=r"run.yaml: field 'method': unknown training method 'lorra'.*lora"):
+    with pytest.raises(ConfigError, match=r"run.yaml: field 'method': unknown trainer 'lorra'.*lora"):
         load_config(_write(run, good, method="lorra"))
     with pytest.raises(ConfigError, match=r"run.yaml: field 'dev_file': no such file"):
         load_config(_write(run, good, dev_file=str(tmp_path / "missing.json")))
@@ -117,8 +109,50 @@ def test_config_errors_name_file_and_field(tmp_path, conll):
         run.write_text("model: [unclosed")
         load_config(run)
     # flags override file values; the result is complete and typed
-    config = load_config(_write(run, good, lora_r=4), {"lora_r": 16, "quantization": {"bits": 8}})
-    assert config.lora_r == 16 and config.resolved_lora_alpha == 32 and config.quantization.bits == 8
+    config = load_config(_write(run, good, lora={"r": 4}), {"lora_r": 16, "quantization": {"bits": 8}})
+    assert config.lora.r == 16 and config.lora.resolved_alpha == 32 and config.quantization.bits == 8
+    with pytest.raises(ConfigError, match=r"field 'lora.rank': unknown field; valid fields: r, alpha"):
+        load_config(_write(run, good, lora={"rank": 4}))
+    with pytest.raises(ConfigError, match=r"field 'lora_r': given twice, also as 'lora.r'"):
+        load_config(_write(run, good, lora={"r": 4}, lora_r=8))
+
+
+def test_the_json_schema_comes_from_the_dataclasses():
+    @dataclasses.dataclass
+    class MoreLora(LoraOptions):  # an option added to a section shows in the schema, typed and constrained
+        use_dora: bool = setting(False, "Weight-decomposed LoRA.")
+        layers_to_transform: list[int] | None = setting(None, "Layer indices.", minItems=1, items={"minimum": 0})
+
+    schema = json_schema(MoreLora)
+    assert schema["properties"]["use_dora"] == {"type": "boolean"}
+    assert schema["properties"]["layers_to_transform"] == {"type": ["array", "null"], "minItems": 1,
+                                                           "items": {"type": "integer", "minimum": 0}}
+    assert schema["properties"]["r"] == {"type": "integer", "minimum": 1}
+    assert schema["additionalProperties"] is False
+    config = json_schema(TrainConfig)
+    assert set(config["properties"]) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert config["properties"]["lora"] == json_schema(LoraOptions)
+    assert config["properties"]["quantization"]["properties"]["bits"] == {"enum": [4, 8]}
+    assert config["properties"]["eval_strategy"] == {"enum": ["no", "steps", "epoch", None]}
+    assert config["properties"]["max_train_samples"] == {"type": ["integer", "null"], "minimum": 1}
+
+
+def test_a_flat_config_loads_like_the_nested_one(tmp_path, conll):
+    common = {"model": "m", "train_file": str(conll["train"]), "output_dir": "o", "method": "qlora"}
+    flat = {**common, "lora_r": 16, "lora_alpha": 32, "lora_target_modules": "all", "freeze_trainable_layers": 2,
+            "freeze_modules": ["mlp", "self_attn"], "num_virtual_tokens": 4, "prefix_projection": True,
+            "bits": 8, "double_quant": False}
+    nested = {**common, "lora": {"r": 16, "alpha": 32, "target_modules": "all"},
+              "freeze": {"trainable_layers": 2, "modules": ["mlp", "self_attn"]},
+              "prompt_learning": {"num_virtual_tokens": 4, "prefix_projection": True},
+              "quantization": {"bits": 8, "double_quant": False}}
+    config = load_config(_write(tmp_path / "flat.yaml", flat))
+    assert config == load_config(_write(tmp_path / "nested.yaml", nested))
+    assert config.lora.r == 16 and config.freeze.trainable_layers == 2 and config.quantization.bits == 8
+    assert config.to_dict()["lora"]["target_modules"] == "all"  # saved in the nested form
+    recipe = Path(__file__).resolve().parents[1] / "docs" / "recipes" / "smollm2-ie" / "train.yaml"
+    config = load_config(recipe, {"train_file": str(conll["train"]), "dev_file": str(conll["dev"])})
+    assert (config.lora.r, config.lora.alpha, config.lora.target_modules) == (16, 32, "all")
 
 
 def _write(path: Path, data: dict, **changes) -> Path:
@@ -158,8 +192,9 @@ def test_allocation_rule_matches_the_reference():
 
 @pytest.mark.parametrize("template", ["auto", "alpaca", "qwen"])
 def test_training_prompt_equals_prediction_prompt(smollm2_hf, conll, template):
-    from kgcore.chat import IGNORE_INDEX
-    from kgcore.prediction import PromptStyle, RequestBuilder, load_backend
+    from kgc_backends.tokens import IGNORE_INDEX
+    from kgcore import PromptStyle, load_backend
+    from kgcore.prompt import RequestBuilder
 
     backend = load_backend("hf", {"model": str(smollm2_hf)})
     try:
@@ -167,8 +202,6 @@ def test_training_prompt_equals_prediction_prompt(smollm2_hf, conll, template):
         encoder = PromptEncoder(backend.tokenizer, template)
         records = [json.loads(line) for line in conll["train"].read_text().splitlines()[:5]]
         config = TrainConfig(model="m", train_file="t", output_dir="o", cutoff_len=1024, template=template)
-        from kgcore.training import encode_records
-
         examples = encode_records(records, encoder, config)
         for record, example in zip(records, examples):
             sent = backend._encode(builder(record["instruction"]))  # what kgc predict --backend hf feeds the model
@@ -207,7 +240,7 @@ def test_lora_lowers_loss_saves_reloads_and_predicts(smollm2_hf, conll, tmp_path
     assert (out / PLOT_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = load_config(out / CONFIG_FILE)
     assert saved.max_steps == 4 and saved.family == "llama" and saved.template == "auto"
-    assert saved.lora_target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    assert saved.lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
     # reload: identical logits
     ids = torch.tensor([result.tokenizer.encode("EU rejects German call to boycott British lamb .")])
@@ -247,13 +280,13 @@ def test_qlora_on_cpu_lowers_loss(smollm2_hf, conll, tmp_path):
 
 @pytest.mark.parametrize("method, peft_type", [("prefix", "PREFIX_TUNING"), ("ptuning", "P_TUNING")])
 def test_prompt_learning_runs(smollm2_hf, conll, tmp_path, method, peft_type):
-    from kgcore.backend import GenerationParams
-    from kgcore.prediction import PromptStyle, RequestBuilder, load_backend
+    from kgcore import GenerationParams, PromptStyle, load_backend
+    from kgcore.prompt import RequestBuilder
 
     out = tmp_path / method
     result = train(_base(smollm2_hf, conll, out, method=method, max_steps=2, batch_size=2, max_train_samples=4,
-                         learning_rate=1e-2, num_virtual_tokens=8, prefix_projection=True, encoder_hidden_size=64,
-                         cutoff_len=192))
+                         learning_rate=1e-2, cutoff_len=192, prompt_learning={
+                             "num_virtual_tokens": 8, "prefix_projection": True, "encoder_hidden_size": 64}))
     assert len(_losses(out)) == 2
     assert json.loads((out / "adapter_config.json").read_text())["peft_type"] == peft_type
     assert "-O merge_adapters=false" in result.predict_command  # prompt-learning adapters cannot be merged
@@ -273,7 +306,7 @@ def test_freeze_trains_only_the_chosen_modules(smollm2_hf, conll, tmp_path):
 
     out = tmp_path / "freeze"
     result = train(_base(smollm2_hf, conll, out, method="freeze", max_steps=1, batch_size=2, learning_rate=1e-3,
-                         freeze_trainable_layers=1, freeze_modules=["mlp"], cutoff_len=192))
+                         freeze={"trainable_layers": 1, "modules": ["mlp"]}, cutoff_len=192))
     assert result.produces == "model"
     before = dict(AutoModelForCausalLM.from_pretrained(smollm2_hf).named_parameters())
     after = dict(AutoModelForCausalLM.from_pretrained(out).named_parameters())
@@ -285,7 +318,7 @@ def test_freeze_trains_only_the_chosen_modules(smollm2_hf, conll, tmp_path):
 def test_full_fine_tuning_on_a_tiny_llama(tiny, conll, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from kgcore.prediction import load_backend
+    from kgcore import load_backend
 
     out = tmp_path / "full"
     result = train(_base(tiny, conll, out, method="full", max_steps=2, learning_rate=1e-2))
@@ -298,13 +331,13 @@ def test_full_fine_tuning_on_a_tiny_llama(tiny, conll, tmp_path):
 
 
 def test_freeze_first_layers_and_unknown_modules(tiny, conll, tmp_path):
-    result = train(_base(tiny, conll, tmp_path / "f", method="freeze", max_steps=1, freeze_trainable_layers=-1,
-                         freeze_modules=["self_attn"]))
+    result = train(_base(tiny, conll, tmp_path / "f", method="freeze", max_steps=1,
+                         freeze={"trainable_layers": -1, "modules": ["self_attn"]}))
     trainable = {n for n, p in result.model.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith("model.layers.0.self_attn.") for n in trainable)
     with pytest.raises(InputError, match="match no parameter.*mlp"):
-        train(_base(tiny, conll, tmp_path / "g", method="freeze", max_steps=1, freeze_trainable_layers=1,
-                    freeze_modules=["ffn"]))
+        train(_base(tiny, conll, tmp_path / "g", method="freeze", max_steps=1,
+                    freeze={"trainable_layers": 1, "modules": ["ffn"]}))
 
 
 # -- continuing, resuming, reproducibility (tiny model: fast) ----------------------------------------------------
@@ -361,11 +394,36 @@ def test_unknown_family_falls_back_to_all_linear(tiny, conll, tmp_path):
     assert targets == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 
+def test_the_run_hooks_see_a_training(tiny, conll, tmp_path):
+    from kgcore import hookimpl
+    from kgcore.plugins import get_host
+
+    seen = []
+
+    class Recorder:
+        @hookimpl
+        def kgc_run_end(self, command, options, result, error):
+            seen.append((command, options["lora"]["r"], result, error))
+
+    host, recorder = get_host(), Recorder()
+    host.register(recorder, name="run-recorder")
+    try:
+        train(_base(tiny, conll, tmp_path / "hooks", max_steps=1, lora_r=2))
+    finally:
+        host.pm.unregister(recorder)
+        host.plugins.pop("run-recorder")
+    [(command, r, meta, error)] = seen
+    assert (command, r, error) == ("train", 2, None)
+    assert meta["method"] == "lora" and meta["last_loss"] is not None  # the result is the run's metadata
+
+
 def test_cli_train_flags_override_the_config_file(tiny, conll, tmp_path):
     from click.testing import CliRunner
 
     from kgcore.cli import cli
+    from kgcore.plugins import get_host
 
+    get_host().add_commands(cli)  # kgc train comes from the kgc_trainers plugin
     out = tmp_path / "cli"
     run = tmp_path / "run.yaml"
     run.write_text(yaml.safe_dump({**_base(tiny, conll, out, max_steps=50, plot_loss=True), "lora_r": 4}))
@@ -373,8 +431,8 @@ def test_cli_train_flags_override_the_config_file(tiny, conll, tmp_path):
                                    "--lora-target-modules", "q_proj,v_proj"])
     assert res.exit_code == 0, res.output
     saved = load_config(out / CONFIG_FILE)
-    assert (saved.max_steps, saved.lora_r, saved.lora_alpha) == (2, 2, 4)
-    assert saved.lora_target_modules == ["q_proj", "v_proj"]
+    assert (saved.max_steps, saved.lora.r, saved.lora.alpha) == (2, 2, 4)
+    assert saved.lora.target_modules == ["q_proj", "v_proj"]
     assert [r["step"] for r in read_log(out / LOG_FILE)] == [1, 2]
     assert (out / PLOT_FILE).stat().st_size > 1000
     assert "Predict with: kgc predict --backend hf" in res.output

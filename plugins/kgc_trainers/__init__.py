@@ -1,7 +1,18 @@
-"""Built-in training methods for ``kgc train`` (LoRA, QLoRA, full, freeze, P-tuning, prefix tuning).
+"""Fine-tuning for kgc: the ``kgc train`` and ``kgc merge`` commands, training methods and model families.
 
-Registered lazily: torch, transformers and peft load only when a method is used.
+Training methods (LoRA, QLoRA, full, freeze, P-tuning, prefix tuning) and model families are
+components of two kinds this plugin adds (``trainer`` and ``model_family``); other plugins register
+more with ``kgc_register_trainers`` (subclasses of ``kgc_trainers.TrainingMethod``) and
+``kgc_register_model_families`` (``kgc_trainers.ModelFamily`` objects). The Python API::
+
+    import kgc_trainers
+    result = kgc_trainers.train("run.yaml")   # a file, a mapping or a TrainConfig
+    config = kgc_trainers.load_config("run.yaml", {"max_steps": 10})
+
+Importing this package is cheap: torch, transformers and peft load only when training or merging.
 """
+
+from typing import Any
 
 from kgcore import hookimpl
 
@@ -13,6 +24,17 @@ TRAINERS = {
     "ptuning": ("kgc_trainers.methods:PTuningMethod", "P-tuning: virtual tokens from a prompt encoder (peft)"),
     "prefix": ("kgc_trainers.methods:PrefixMethod", "prefix tuning / P-tuning v2: trained key-value prefixes (peft)"),
 }
+_API = {"train": "run", "TrainConfig": "config", "load_config": "config", "TrainingMethod": "method",
+        "ModelFamily": "families"}
+
+
+def __getattr__(name: str) -> Any:
+    """The names of the Python API, imported on first use."""
+    if name not in _API:
+        raise AttributeError(f"module 'kgc_trainers' has no attribute '{name}'")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{_API[name]}"), name)
 
 
 @hookimpl
@@ -30,7 +52,16 @@ def kgc_register_trainers(register):
 
 
 @hookimpl
-def kgc_register_commands(cli):
-    from .commands import merge
+def kgc_register_model_families(register):
+    from .families import FAMILIES
 
+    for family in FAMILIES:
+        register(family.name, family, summary=family.summary)
+
+
+@hookimpl
+def kgc_register_commands(cli):
+    from .commands import merge, train
+
+    cli.add_command(train)
     cli.add_command(merge)

@@ -31,19 +31,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from kgc_backends.loading import MERGEABLE_PEFT_TYPES, peft_type
 from kgcore.errors import InputError, KGCError, MissingDependencyError
+
+from .config import CONFIG_FILE
+from .families import resolve_family
 
 #: GGUF output types of a merged model (llama.cpp converter ``--outtype`` values).
 GGUF_TYPES = ("f16", "q8_0", "f32", "bf16")
-#: PEFT types that ``merge_and_unload`` cannot merge: they add virtual tokens, not weight deltas.
-_UNMERGEABLE = {"PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "MULTITASK_PROMPT_TUNING", "CPT"}
 #: What is kept of the sdist's ``vendor/llama.cpp`` (about 2 MB).
 _CONVERTER_FILES = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "LICENSE")
 _CONVERTER_DIRS = ("conversion/", "gguf-py/", "requirements/")
 FETCH_COMMAND = "python -m kgc_trainers.export fetch-converters"
 TEMPLATE_FILE = "kgc_chat_template.yaml"
-#: What ``kgc train`` writes beside an adapter (its ``template`` names the chat template used).
-TRAIN_CONFIG_FILE = "kgc_train_config.yaml"
 MERGE_INFO_FILE = "kgc_merge.json"
 
 
@@ -169,12 +169,16 @@ def _run_converter(script: str, args: Sequence[str], out_file: Path, *, version:
     return out_file
 
 
+def _check_gguf_type(outtype: str) -> None:
+    if outtype not in GGUF_TYPES:
+        raise InputError(f"GGUF type '{outtype}' is not one of {', '.join(GGUF_TYPES)}")
+
+
 def export_gguf(model_dir: str | os.PathLike[str], out_file: str | os.PathLike[str], outtype: str = "f16") -> Path:
     """Convert a transformers checkpoint folder (e.g. :func:`merge_adapters`' output) to one GGUF file
     with llama.cpp's ``convert_hf_to_gguf.py``. ``outtype``: f16 (default), q8_0, f32 or bf16."""
     model_dir = Path(model_dir).resolve()
-    if outtype not in GGUF_TYPES:
-        raise InputError(f"GGUF type '{outtype}' is not one of {', '.join(GGUF_TYPES)}")
+    _check_gguf_type(outtype)
     if not (model_dir / "config.json").is_file() or not any(model_dir.glob("*.safetensors")):
         raise InputError(f"{model_dir} is not a transformers checkpoint (config.json + *.safetensors)")
     return _run_converter("convert_hf_to_gguf.py", [str(model_dir), "--outtype", outtype], Path(out_file))
@@ -187,28 +191,17 @@ def export_lora_gguf(adapter_dir: str | os.PathLike[str], base_dir: str | os.Pat
     config and tokenizer files are read). Load the result on top of the base model's GGUF:
     ``load_backend("llamacpp", {"model": base_gguf, "lora": out_file})``."""
     adapter_dir, base_dir = Path(adapter_dir).resolve(), Path(base_dir).resolve()
-    config = _adapter_config(adapter_dir)
-    if config.get("peft_type", "LORA") != "LORA":
-        raise InputError(f"{adapter_dir}: llama.cpp takes LoRA adapters only, not {config.get('peft_type')}")
+    kind = peft_type(adapter_dir)
+    if kind != "LORA":
+        raise InputError(f"{adapter_dir}: llama.cpp takes LoRA adapters only, not {kind}")
     if not (base_dir / "config.json").is_file():
         raise InputError(f"{base_dir} is not a transformers model folder (no config.json)")
-    if outtype not in ("f16", "q8_0", "f32", "bf16"):
-        raise InputError(f"GGUF type '{outtype}' is not one of f16, q8_0, f32, bf16")
+    _check_gguf_type(outtype)
     return _run_converter("convert_lora_to_gguf.py", [str(adapter_dir), "--base", str(base_dir), "--outtype", outtype],
                           Path(out_file))
 
 
 # -- merging -----------------------------------------------------------------------------------
-
-def _adapter_config(adapter_dir: Path) -> dict[str, Any]:
-    path = adapter_dir / "adapter_config.json"
-    if not path.is_file():
-        raise InputError(f"{adapter_dir} is not a PEFT adapter folder (no adapter_config.json)")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"adapter_config.json is not valid JSON: {exc}", path=str(path)) from None
-
 
 def _has_tokenizer(folder: Path) -> bool:
     return (folder / "tokenizer_config.json").is_file() and any(
@@ -249,16 +242,16 @@ def merge_adapters(base: str | os.PathLike[str], adapters: Sequence[str | os.Pat
     except ModuleNotFoundError as exc:
         raise MissingDependencyError(f"merging adapters needs torch, transformers and peft "
                                      f"(pip install 'kgcore[hf]'): {exc}") from exc
-    from kgcore.families import resolve_family
 
     adapters = [Path(a) for a in adapters]
     if not adapters:
         raise InputError("give at least one adapter to merge")
-    configs = [_adapter_config(a) for a in adapters]
-    for folder, config in zip(adapters, configs):
-        if config.get("peft_type") in _UNMERGEABLE:
-            raise InputError(f"{folder}: a {config['peft_type']} adapter adds virtual tokens and cannot be merged "
-                             "into the weights; load it with the hf backend's adapter option instead")
+    for folder in adapters:
+        kind = peft_type(folder)
+        if kind not in MERGEABLE_PEFT_TYPES:
+            raise InputError(f"{folder}: a {kind} adapter cannot be merged into the weights (mergeable: "
+                             f"{', '.join(MERGEABLE_PEFT_TYPES)}); load it with the hf backend's adapter option "
+                             "instead")
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise InputError(f"{out_dir} exists and is not empty (pass overwrite=True / --overwrite)")
@@ -269,11 +262,10 @@ def merge_adapters(base: str | os.PathLike[str], adapters: Sequence[str | os.Pat
     config = AutoConfig.from_pretrained(base_str, **remote)
     family = resolve_family(getattr(config, "model_type", None))
     chat_yaml, chat_source = _template_yaml(template, adapters, getattr(config, "model_type", None))
-    model_cls = _auto_class(family.loader)
     tokenizer_source = next((a for a in reversed(adapters) if _has_tokenizer(a)), None)
     # padding_side given at load time is what transformers 5 saves (setting the attribute later is not)
     tokenizer = AutoTokenizer.from_pretrained(os.fspath(tokenizer_source or base_str), padding_side="left", **remote)
-    model = model_cls.from_pretrained(base_str, dtype=torch_dtype, **remote)
+    model = family.auto_class().from_pretrained(base_str, dtype=torch_dtype, **remote)
     embeddings = model.get_input_embeddings()
     if embeddings is not None and len(tokenizer) > embeddings.weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
@@ -302,18 +294,11 @@ def merge_adapters(base: str | os.PathLike[str], adapters: Sequence[str | os.Pat
     return out_dir
 
 
-def _auto_class(loader: str) -> Any:
-    import transformers
-
-    return {"causal": transformers.AutoModelForCausalLM, "auto": transformers.AutoModel,
-            "seq2seq": transformers.AutoModelForSeq2SeqLM}[loader]
-
-
 def _train_config(folder: Path) -> dict[str, Any] | None:
     """The ``kgc_train_config.yaml`` that ``kgc train`` leaves beside its adapter, if any."""
     import yaml
 
-    path = folder / TRAIN_CONFIG_FILE
+    path = folder / CONFIG_FILE
     if not path.is_file():
         return None
     try:
@@ -332,7 +317,6 @@ def _template_yaml(template: str | None, adapters: Sequence[Path],
     import yaml
 
     from kgcore.chat import AUTO, load_chat_template
-    from kgcore.families import resolve_family
 
     source = "--template"
     if template is None:
@@ -342,7 +326,7 @@ def _template_yaml(template: str | None, adapters: Sequence[Path],
             train = _train_config(folder)
             if train is not None:
                 template = train.get("template") or resolve_family(train.get("family") or model_type).default_template
-                source = str(folder / TRAIN_CONFIG_FILE)
+                source = str(folder / CONFIG_FILE)
                 break
     if template is None or template == AUTO:
         return None, "the tokenizer's own chat template"

@@ -1,34 +1,55 @@
-"""The built-in training methods of ``kgc train``.
+"""The built-in training methods of ``kgc train``; each reads its own section of the config.
 
-Each is a :class:`kgcore.training.TrainingMethod`: how the base model loads (``qlora``: quantized),
-and which parameters train (a LoRA / prompt-learning wrapper, all weights, or some layers).
-``kgcore.training.train`` does the rest (data, adapters to continue from, the Trainer, saving).
+How the base model loads (``qlora``: quantized) and which parameters train: a LoRA or
+prompt-learning wrapper (peft), every weight, or some modules of some layers.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from typing import Any
 
 from kgcore.errors import InputError
-from kgcore.training import TrainConfig, TrainContext, TrainingMethod, resolve_lora_targets
+
+from .config import TrainConfig
+from .families import ALL_LINEAR, ModelFamily
+from .method import TrainContext, TrainingMethod
 
 
-class BuiltinMethod(TrainingMethod):
-    """Knows the DeepSpeed configs shipped in ``kgc_trainers.deepspeed`` by name (``zero2``, ``zero3_offload``, ...)."""
+def linear_module_names(model: Any, exclude: Sequence[str] = ("lm_head",)) -> list[str]:
+    """Last name components of every linear layer (bitsandbytes 4/8-bit ones included), minus ``exclude``."""
+    import torch
 
-    def deepspeed_config(self, value: str) -> Any:
-        from kgc_trainers.deepspeed import deepspeed_config
+    names = set()
+    for full_name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) or type(module).__name__ in ("Linear4bit", "Linear8bitLt"):
+            last = full_name.rsplit(".", 1)[-1]
+            if last not in exclude and full_name not in exclude:
+                names.add(last)
+    return sorted(names)
 
-        return str(deepspeed_config(value))
+
+def resolve_lora_targets(model: Any, config: TrainConfig, family: ModelFamily) -> list[str]:
+    """The config's LoRA target modules, else the family's; ``all`` = :func:`linear_module_names`.
+    A name that matches no module is an error listing the model's linear layers."""
+    targets = config.lora.target_modules if config.lora.target_modules is not None else family.lora_target_modules
+    available = linear_module_names(model, family.lora_exclude_modules)
+    if targets in ("all", ALL_LINEAR):
+        return available
+    names = [n for n, _ in model.named_modules()]
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        origin = "lora.target_modules" if config.lora.target_modules is not None else f"family '{family.name}'"
+        raise InputError(f"LoRA target module(s) {', '.join(missing)} (from {origin}) match no module of "
+                         f"'{config.model}'; its linear layers: {', '.join(available)} (or use 'all')",
+                         field="lora.target_modules")
+    return list(targets)
 
 
-class LoraMethod(BuiltinMethod):
-    """LoRA adapters (peft) on the family's target modules (or ``lora_target_modules``)."""
+class LoraMethod(TrainingMethod):
+    """LoRA adapters (peft) on the family's target modules (or ``lora.target_modules``)."""
 
-    name = "lora"
-    summary = "LoRA adapters (peft)"
-    produces = "adapter"
     continues = ("LORA",)
 
     def prepare(self, model: Any, config: TrainConfig, ctx: TrainContext) -> Any:
@@ -36,18 +57,16 @@ class LoraMethod(BuiltinMethod):
             return model
         from peft import LoraConfig, TaskType, get_peft_model
 
+        lora = config.lora
         targets = resolve_lora_targets(model, config, ctx.family)
-        peft_config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=config.lora_r, lora_alpha=config.resolved_lora_alpha,
-                                 lora_dropout=config.lora_dropout, target_modules=targets,
-                                 modules_to_save=config.lora_modules_to_save)
+        peft_config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=lora.r, lora_alpha=lora.resolved_alpha,
+                                 lora_dropout=lora.dropout, target_modules=targets,
+                                 modules_to_save=lora.modules_to_save)
         return get_peft_model(model, peft_config)
 
 
 class QLoraMethod(LoraMethod):
     """LoRA on a bitsandbytes 4/8-bit base model (also on CPU with bitsandbytes >= 0.48)."""
-
-    name = "qlora"
-    summary = "LoRA on a 4/8-bit quantized model"
 
     def check(self, config: TrainConfig) -> list[tuple[str, str]]:
         problems = []
@@ -58,15 +77,11 @@ class QLoraMethod(LoraMethod):
         return problems
 
     def quantization_config(self, config: TrainConfig, torch: Any, transformers: Any) -> Any:
+        from kgc_backends.loading import bitsandbytes_config
+
         q = config.quantization
-        if q.bits == 8:
-            return transformers.BitsAndBytesConfig(load_in_8bit=True)
-        compute = q.compute_dtype
-        if compute == "auto":
-            compute = "bfloat16" if config.bf16 else "float16" if config.fp16 else "float32"
-        return transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=q.quant_type,
-                                               bnb_4bit_use_double_quant=q.double_quant,
-                                               bnb_4bit_compute_dtype=getattr(torch, compute))
+        return bitsandbytes_config(transformers, torch, q.bits, q.quant_type, q.double_quant,
+                                   config.concrete_dtype(q.compute_dtype))
 
     def prepare_base(self, model: Any, config: TrainConfig, ctx: TrainContext) -> Any:
         from peft import prepare_model_for_kbit_training
@@ -76,11 +91,9 @@ class QLoraMethod(LoraMethod):
                                                gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
-class FullMethod(BuiltinMethod):
+class FullMethod(TrainingMethod):
     """Every weight trains (fp32 master weights, as the reference's ``model.float()``)."""
 
-    name = "full"
-    summary = "full fine-tuning"
     produces = "model"
     uses_peft = False
 
@@ -100,26 +113,21 @@ def _num_layers(model: Any) -> int:
         if isinstance(value, int) and value > 0:
             return value
     raise InputError("cannot tell how many layers this model has (no num_hidden_layers in its config)",
-                     field="freeze_trainable_layers")
+                     field="freeze.trainable_layers")
 
 
-class FreezeMethod(BuiltinMethod):
-    """Only ``freeze_modules`` of the last ``freeze_trainable_layers`` layers train (negative: the first)."""
+class FreezeMethod(TrainingMethod):
+    """Only ``freeze.modules`` of the last ``freeze.trainable_layers`` layers train (negative: the first)."""
 
-    name = "freeze"
-    summary = "train some modules of the first/last N layers"
     produces = "model"
     uses_peft = False
 
-    def trainable_layers(self, model: Any, config: TrainConfig) -> list[int]:
-        total, n = _num_layers(model), config.freeze_trainable_layers
-        if abs(n) > total:
-            raise InputError(f"{n} layers asked, the model has {total}", field="freeze_trainable_layers")
-        return list(range(total - n, total)) if n > 0 else list(range(-n))
-
     def prepare(self, model: Any, config: TrainConfig, ctx: TrainContext) -> Any:
-        layers = set(self.trainable_layers(model, config))
-        wanted = [m.split(".") for m in config.freeze_modules]
+        total, n = _num_layers(model), config.freeze.trainable_layers
+        if abs(n) > total:
+            raise InputError(f"{n} layers asked, the model has {total}", field="freeze.trainable_layers")
+        layers = set(range(total - n, total) if n > 0 else range(-n))
+        wanted = [m.split(".") for m in config.freeze.modules]
         found: set[str] = set()
         trained = 0
         for name, param in model.named_parameters():
@@ -138,14 +146,13 @@ class FreezeMethod(BuiltinMethod):
                 param.data = param.data.float()
                 trained += 1
         if not trained:
-            raise InputError(f"freeze_modules {config.freeze_modules} match no parameter of layers "
-                             f"{sorted(layers)}; modules of a layer: {', '.join(sorted(found)) or '?'} (or 'all')",
-                             field="freeze_modules")
+            raise InputError(f"freeze modules {config.freeze.modules} match no parameter of layers {sorted(layers)}; "
+                             f"modules of a layer: {', '.join(sorted(found)) or '?'} (or 'all')",
+                             field="freeze.modules")
         return model
 
 
-class _PromptLearning(BuiltinMethod):
-    produces = "adapter"
+class _PromptLearning(TrainingMethod):
     mergeable = False
 
     def peft_config(self, config: TrainConfig, hidden: int) -> Any:
@@ -157,36 +164,31 @@ class _PromptLearning(BuiltinMethod):
         from peft import get_peft_model
 
         cfg = getattr(model.config, "get_text_config", lambda: model.config)()
-        hidden = config.encoder_hidden_size or getattr(cfg, "hidden_size", None) or 512
+        hidden = config.prompt_learning.encoder_hidden_size or getattr(cfg, "hidden_size", None) or 512
         return get_peft_model(model, self.peft_config(config, hidden))
 
 
 class PTuningMethod(_PromptLearning):
     """P-tuning: trained virtual tokens produced by an MLP prompt encoder (peft ``PromptEncoderConfig``)."""
 
-    name = "ptuning"
-    summary = "P-tuning (prompt encoder)"
     continues = ("P_TUNING",)
 
     def peft_config(self, config: TrainConfig, hidden: int) -> Any:
         from peft import PromptEncoderConfig, TaskType
 
-        return PromptEncoderConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=config.num_virtual_tokens,
+        return PromptEncoderConfig(task_type=TaskType.CAUSAL_LM,
+                                   num_virtual_tokens=config.prompt_learning.num_virtual_tokens,
                                    encoder_hidden_size=hidden)
 
 
 class PrefixMethod(_PromptLearning):
     """Prefix tuning = P-tuning v2 (the reference's ChatGLM ``pre_seq_len``/``prefix_projection``)."""
 
-    name = "prefix"
-    summary = "prefix tuning / P-tuning v2"
     continues = ("PREFIX_TUNING",)
 
     def peft_config(self, config: TrainConfig, hidden: int) -> Any:
         from peft import PrefixTuningConfig, TaskType
 
-        return PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=config.num_virtual_tokens,
-                                  prefix_projection=config.prefix_projection, encoder_hidden_size=hidden)
-
-
-__all__ = ["BuiltinMethod", "FreezeMethod", "FullMethod", "LoraMethod", "PTuningMethod", "PrefixMethod", "QLoraMethod"]
+        options = config.prompt_learning
+        return PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=options.num_virtual_tokens,
+                                  prefix_projection=options.prefix_projection, encoder_hidden_size=hidden)
