@@ -293,10 +293,11 @@ class PluginHost:
     def run(self, command: str, options: dict[str, Any]) -> Iterator[Run]:
         """Fire ``kgc_run_start`` and ``kgc_run_end`` around a command; set ``run.result`` inside.
 
-        Nested runs (a command calling the Python API) share the outer run and fire nothing.
+        Nested runs (a command calling the Python API) share the outer run and fire nothing; so do the
+        processes of a distributed launch (torchrun, deepspeed) other than the main one (``RANK`` 0).
         """
-        if self._run is not None:
-            yield self._run
+        if self._run is not None or os.environ.get("RANK", "0") != "0":
+            yield self._run or Run(command, options)
             return
         self._run = run = Run(command, options)
         self.call("kgc_run_start", command=command, options=options)
