@@ -1,12 +1,7 @@
 """kgc: build knowledge graphs from text with instruction-tuned LLMs.
 
-The public API, one entry per command (see docs/python-api.md)::
-
-    import kgcore
-    kgcore.convert("sample.json", "train.json", task="NER", schema="schema.json")
-    with kgcore.Extractor("NER", labels=["person", "location"]) as extract:
-        print(extract("Ada Lovelace lived in London.").triples)
-    report = kgcore.evaluate("predictions.json")
+``__all__`` is the public API, one entry per command: ``convert``, ``Extractor``, ``predict``,
+``evaluate`` (docs/python-api.md).
 """
 
 __version__ = "0.1.0"

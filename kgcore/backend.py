@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .errors import KGCError
+from .errors import InputError, KGCError
 from .options import parse_options
 
 
@@ -81,6 +81,8 @@ def load_backend(name: str | None, options: Mapping[str, Any], host: Any = None)
     from .plugins import get_host
 
     host = host or get_host()
-    name = name or host.default_backend()
+    name = name or host.call("kgc_default_backend")
+    if not name:
+        raise InputError("no backend named and no plugin offers a default one: pass --backend NAME")
     backend_cls = host.registry.load("backend", name)
     return backend_cls(parse_options(backend_cls.Options, options, f"backend '{name}'"))

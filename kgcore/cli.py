@@ -24,8 +24,7 @@ from .plugins import get_host
 
 _PATH = click.Path(dir_okay=False, path_type=Path)
 _EXISTING = click.Path(exists=True, dir_okay=False, path_type=Path)
-#: Commands that also read unknown ``--name value`` options as task options (earlier flags such as
-#: ``--relation-keys`` keep working this way).
+#: Commands that read unknown ``--name value`` options as task options (``--relation-keys`` of earlier versions).
 _OPEN = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 
@@ -37,18 +36,11 @@ class KgcGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except KGCError as exc:
-            if _debug(ctx):
-                raise
-            raise click.ClickException(str(exc)) from None
         except Exception as exc:
-            if _debug(ctx):
+            if ctx.params.get("debug") or os.environ.get("KGC_DEBUG") == "1":
                 raise
-            raise click.ClickException(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)") from None
-
-
-def _debug(ctx: click.Context) -> bool:
-    return bool(ctx.find_root().params.get("debug")) or os.environ.get("KGC_DEBUG") == "1"
+            raise click.ClickException(str(exc) if isinstance(exc, KGCError) else
+                                       f"{type(exc).__name__}: {exc} (run with --debug for the traceback)") from None
 
 
 @click.group(cls=KgcGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -95,8 +87,7 @@ def task_option_pairs(pairs: tuple[str, ...], extra: list[str] = ()) -> dict[str
     """``-T`` pairs plus unknown ``--name value`` / ``--name`` / ``--no-name`` options as ``name=value``."""
     from .options import parse_pairs
 
-    out = parse_pairs(pairs, "task option")
-    args = list(extra)
+    out, args = parse_pairs(pairs, "task option"), list(extra)
     while args:
         token = args.pop(0)
         if not token.startswith("--") or token == "--":

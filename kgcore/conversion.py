@@ -7,7 +7,7 @@ import json
 import os
 import random
 import sys
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +21,12 @@ from .task import ConvertOptions, Instruction, Sample, SchemaItem, Task, load_ta
 
 @dataclass
 class ConvertStats:
+    """What ``convert`` did: records read, instructions written, records that gave none."""
+
     records: int = 0
     instructions: int = 0
     skipped: int = 0
     output: str = ""
-    skipped_lines: list[int] = field(default_factory=list)  # the first 100 only
-
-    def skip(self, line: int) -> None:
-        self.skipped += 1
-        if len(self.skipped_lines) < 100:
-            self.skipped_lines.append(line)
 
 
 @dataclass(frozen=True)
@@ -192,14 +188,13 @@ def _write(converter: Converter, input_path, output_path, reader: str, limit: in
         total = count_lines(input_path)
         with tqdm(total=min(total, limit) if limit is not None else total, unit=" records", file=sys.stderr,
                   desc=f"convert {converter.task.name}", disable=not progress) as bar:
-            for index, (line, sample) in enumerate(read_samples(input_path, converter.task, reader=reader, host=host)):
+            for index, (_, sample) in enumerate(read_samples(input_path, converter.task, reader=reader, host=host)):
                 if limit is not None and index >= limit:
                     break
                 bar.update(1)
                 stats.records += 1
                 records = converter.records(sample, index) if sample is not None else []
-                if not records:
-                    stats.skip(line)
+                stats.skipped += not records
                 for record in records:
                     fh.write(dumps(record) + "\n")
                 stats.instructions += len(records)

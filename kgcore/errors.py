@@ -33,11 +33,8 @@ class UnknownComponentError(KGCError, KeyError):
         known = sorted(known)
         close = [k for k in known if k.lower() == name.lower()]  # a case slip is the likeliest
         close += [k for k in difflib.get_close_matches(name, known, n=3, cutoff=0.5) if k not in close]
-        msg = f"unknown {kind} '{name}'."
-        if close:
-            msg += f" Did you mean: {', '.join(close)}?"
-        msg += f" Available: {', '.join(known) or 'none'}."
-        super().__init__(msg)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        super().__init__(f"unknown {kind} '{name}'.{hint} Available: {', '.join(known) or 'none'}.")
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -133,12 +133,7 @@ def _evaluate(path: str, task: str | None, scorer_factory: type[Scorer], scorer:
             total[metric].update(gold, pred)
             per_source[group.source][metric].update(gold, pred)
 
-    overall = _Tally()
-    for t in tallies.values():
-        overall.records += t.records
-        overall.outputs += t.outputs
-        overall.failed += t.failed
-        overall.repaired += t.repaired
+    overall = _Tally(*(sum(counts) for counts in zip(*(astuple(t) for t in tallies.values()))))
     report = {"task": task_obj.name, "file": path, "scorer": scorer, "match": match,
               "reference_rounding": reference_rounding, **overall.as_dict(),
               "metrics": {m: s.result() for m, s in total.items()}}
@@ -153,10 +148,7 @@ def format_report(report: dict[str, Any]) -> str:
     """A plain-text table of a report: one row per source plus the total."""
     metrics = list(report["metrics"])
     header = ["source", "records", "outputs", "fail %"] + [f"{m} {k}" for m in metrics for k in ("P", "R", "F1")]
-    rows = []
-    for source, entry in (report.get("by_source") or {}).items():
-        rows.append([source or "-", entry])
-    rows.append(["total", report])
+    rows = [(source or "-", entry) for source, entry in (report.get("by_source") or {}).items()] + [("total", report)]
     table = [header]
     for name, entry in rows:
         table.append([name, str(entry["records"]), str(entry["outputs"]), f"{entry['parse_failure_rate']:.2f}"]

@@ -17,7 +17,7 @@ from .conversion import Converter, resolve_instruction
 from .parsing import read_answer
 from .plugins import PluginHost, get_host
 from .prompt import PromptStyle, RequestBuilder
-from .schema import Label, Role, Schema
+from .schema import Role, Schema
 from .task import ConvertOptions, Task, load_task
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -46,14 +46,9 @@ class Extraction:
     raw: list[str] = field(default_factory=list)
 
     def as_dict(self, with_triples: bool = True, with_raw: bool = False) -> dict[str, Any]:
-        out: dict[str, Any] = {"text": self.text, "result": self.result}
-        if with_triples:
-            out["triples"] = [list(t) for t in self.triples]
-        out["spans"] = [vars(s) for s in self.spans]
-        out["parse_failures"] = self.parse_failures
-        if with_raw:
-            out["raw"] = self.raw
-        return out
+        out = {"text": self.text, "result": self.result, "triples": [list(t) for t in self.triples],
+               "spans": [vars(s) for s in self.spans], "parse_failures": self.parse_failures, "raw": self.raw}
+        return {k: v for k, v in out.items() if (with_triples or k != "triples") and (with_raw or k != "raw")}
 
 
 def find_spans(text: str, mentions: Iterable[tuple[str, str]]) -> list[Span]:
@@ -67,13 +62,13 @@ def find_spans(text: str, mentions: Iterable[tuple[str, str]]) -> list[Span]:
     return sorted(spans, key=lambda s: (s.start, -s.end, s.label))
 
 
-def labels_schema(labels: Iterable[str], task: Task | None = None) -> Schema:
-    """A schema from command-line labels (``type:role1/role2`` gives roles for events and KG)."""
+def labels_schema(labels: Iterable[str], task: Task) -> Schema:
+    """A schema from command-line labels, as ``task`` names them (``type:role1/role2`` gives roles)."""
     out = []
     for entry in labels:
         name, _, roles = entry.partition(":")
-        label = task.label(name.strip()) if task is not None else Label(name.strip())
-        out.append(replace(label, roles=tuple(Role(r.strip()) for r in roles.split("/") if r.strip())))
+        roles = tuple(Role(r.strip()) for r in roles.split("/") if r.strip())
+        out.append(replace(task.label(name.strip()), roles=roles))
     return Schema(tuple(out))
 
 

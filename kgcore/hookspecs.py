@@ -1,11 +1,9 @@
-"""Hook specifications: the whole plugin API of kgc.
+"""Hook specifications: the whole plugin API of kgc (docs/hooks.md).
 
 Plugins implement these with ``@kgcore.hookimpl`` in a module named by an entry point of the
-``kgc`` group. Hooks are called with keyword arguments, and an implementation may accept any
-subset of them. How each hook is called is declared here, on its spec: ``firstresult`` (the first
-answer wins) or ``historic`` (plugins registered later still receive the call). Entry modules
-must stay cheap to import: register ``"module:attr"`` strings so that heavy libraries load only
-when a component is used.
+``kgc`` group; an implementation may accept any subset of a hook's keyword arguments. How each
+hook is called is declared on its spec: ``firstresult`` (the first answer wins) or ``historic``
+(plugins registered later still receive the call).
 """
 
 from __future__ import annotations
@@ -27,12 +25,7 @@ Register = Callable[..., None]
 
 @hookspec(historic=True)
 def kgc_add_kinds(add: Callable[..., None]) -> None:
-    """Declare new component kinds: ``add(kind, spec, base)``.
-
-    ``spec`` is the ``@hookspec`` function through which plugins register components of the kind,
-    ``base`` the class (or lazy ``"module:attr"``) they must derive from. A kind owned by a plugin
-    (``trainer``, ``model_family``) lives with that plugin, not in the core.
-    """
+    """Declare new component kinds: ``add(kind, spec, base)``, ``spec`` being the kind's registration hook spec."""
 
 
 @hookspec
@@ -47,7 +40,12 @@ def kgc_register_instructions(register: Register) -> None:
 
 @hookspec
 def kgc_register_chat_templates(register: Register) -> None:
-    """Register chat templates (``kgcore.chat.ChatTemplate``) that wrap an instruction into a model prompt."""
+    """Register chat templates (``kgcore.prompt.ChatTemplate``) that wrap an instruction into a model prompt."""
+
+
+@hookspec(firstresult=True)
+def kgc_load_chat_template(path: str) -> Any:
+    """Read a chat template file given by path (``--template my.yaml``); the first plugin that reads it wins."""
 
 
 @hookspec

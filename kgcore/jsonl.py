@@ -11,8 +11,8 @@ from typing import Any
 from .errors import InputError
 
 
-def read_jsonl(path: str | os.PathLike, *, objects_only: bool = True) -> Iterator[tuple[int, Any]]:
-    """Yield ``(line_number, value)`` for each non-blank line, streaming."""
+def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` for each non-blank line, streaming."""
     path = Path(path)
     if not path.is_file():
         raise InputError("no such file", path=str(path))
@@ -24,18 +24,15 @@ def read_jsonl(path: str | os.PathLike, *, objects_only: bool = True) -> Iterato
                 value = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InputError(f"invalid JSON: {exc.msg} at column {exc.colno}", path=str(path), line=number) from None
-            if objects_only and not isinstance(value, dict):
+            if not isinstance(value, dict):
                 raise InputError(f"expected a JSON object, got {type(value).__name__}", path=str(path), line=number)
             yield number, value
 
 
 def count_lines(path: str | os.PathLike) -> int:
     """Number of lines, for progress bars (reads in large binary blocks)."""
-    count = 0
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 16), b""):
-            count += block.count(b"\n")
-    return count
+        return sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 16), b""))
 
 
 def dumps(value: Any) -> str:

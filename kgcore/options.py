@@ -21,10 +21,7 @@ def parse_pairs(items: Iterable[str], flag: str) -> dict[str, str]:
 
 
 def parse_options(options_cls: type, pairs: Mapping[str, Any], owner: str) -> Any:
-    """Build ``options_cls`` from pairs, converting strings to the declared field types.
-
-    ``owner`` names whose options they are in errors, e.g. ``backend 'hf'`` or ``task 'RE'``.
-    """
+    """``options_cls`` from pairs, strings converted to the field types; ``owner`` (``task 'RE'``) names it in errors."""
     fields = {f.name: f for f in dataclasses.fields(options_cls)}
     unknown = sorted(set(pairs) - set(fields))
     if unknown:
@@ -40,16 +37,6 @@ def parse_options(options_cls: type, pairs: Mapping[str, Any], owner: str) -> An
         return options_cls(**values)
     except (TypeError, ValueError) as exc:
         raise InputError(f"{owner}: {exc}") from None
-
-
-def options_dict(options: Any, *, changed_only: bool = False) -> dict[str, Any]:
-    """The fields of an options dataclass; ``changed_only`` keeps those that differ from their default."""
-    out = {}
-    for f in dataclasses.fields(options):
-        value = getattr(options, f.name)
-        if not changed_only or f.default is dataclasses.MISSING or value != f.default:
-            out[f.name] = value
-    return out
 
 
 def _coerce(raw: Any, fld: dataclasses.Field, owner: str) -> Any:

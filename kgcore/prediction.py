@@ -1,10 +1,8 @@
 """``kgc predict``: converted test records to model answers, batched and resumable.
 
-Answers are appended to the output file batch by batch and flushed to disk, so an interrupted
-run (even ``kill -9``) loses at most the batch in flight; a rerun skips every record already
-answered and never writes one twice. Run metadata goes to ``<output>.meta.json``. Each record's
-task options are the ones it was converted with (``task_options``), so the constrained answer
-schema asks for what the model was trained to answer.
+Answers are flushed to disk batch by batch: an interrupted run (even ``kill -9``) loses at most the
+batch in flight, and a rerun skips every record already answered. Each record is asked with the task
+options it was converted with. Run metadata goes to ``<output>.meta.json``.
 """
 
 from __future__ import annotations

@@ -2,13 +2,46 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from .backend import Request
-from .chat import AUTO, load_chat_template
+from .errors import InputError
 from .plugins import PluginHost, get_host
 from .task import SchemaItem, Task
+
+#: The template name that means "the model's own chat template", which the backend applies.
+AUTO = "auto"
+
+
+class ChatTemplate:
+    """Base of chat templates (kind ``chat_template``): how an instruction becomes a model's prompt text."""
+
+    #: The name it is registered under (``--template NAME``).
+    name: str
+    #: Strings at which generation stops.
+    stop_words: tuple[str, ...]
+
+    def render(self, query: str, system: str | None = None) -> str:
+        """The prompt text for ``query`` (``system=None``: the template's own system text)."""
+        raise NotImplementedError
+
+
+def load_chat_template(name_or_path: str | os.PathLike[str], host: PluginHost | None = None) -> ChatTemplate:
+    """A registered template by name, or a template file (an existing file, or any path with a separator),
+    read by the plugin that reads such files (``kgc_load_chat_template``)."""
+    host = host or get_host()
+    text = os.fspath(name_or_path)
+    if not (Path(text).is_file() or os.sep in text or (os.altsep and os.altsep in text)):
+        return host.registry.load("chat_template", text)
+    if not Path(text).is_file():
+        raise InputError(f"chat template file not found: {text}")
+    template = host.call("kgc_load_chat_template", path=text)
+    if template is None:
+        raise InputError(f"no plugin reads chat template files like {text}")
+    return template
 
 
 @dataclass(frozen=True)
@@ -25,9 +58,7 @@ class RequestBuilder:
 
     def __init__(self, style: PromptStyle = PromptStyle(), constrained: bool = True, host: PluginHost | None = None):
         self.style, self.constrained = style, constrained
-        self.template = None
-        if style.template != AUTO:
-            self.template = load_chat_template(style.template, (host or get_host()).registry)
+        self.template = load_chat_template(style.template, host) if style.template != AUTO else None
 
     def __call__(self, instruction: str, task: Task | None = None, items: Sequence[SchemaItem] = ()) -> Request:
         system = self.style.system

@@ -6,7 +6,8 @@ Files come in three forms, each read the same way for every task:
   maps to labels (:meth:`kgcore.Task.schema_from_lines`);
 * a single JSON value: a list of labels, ``{type: [roles]}`` or ``{label: description}``;
 * a friendlier JSON or YAML document ``{"labels": [...], "examples": [...]}`` where each label
-  is a string or ``{name, description, roles, subject_type, object_type}``.
+  is a string or ``{name, description, roles, subject_type, object_type}`` (its JSON Schema is
+  ``schema-file.json``, for editors too).
 
 The ``schema`` field of a converted instruction is itself a schema document of the second form,
 so the same reader recovers an instruction's labels (:meth:`kgcore.Task.items_from_schema`).
@@ -73,34 +74,6 @@ class Schema:
         return [l.key for l in self.labels]
 
 
-_ROLE = {"oneOf": [{"type": "string"}, {
-    "type": "object", "required": ["name"], "additionalProperties": False,
-    "properties": {"name": {"type": "string"}, "description": {"type": "string"}}}]}
-
-FRIENDLY_SCHEMA = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "type": "object",
-    "required": ["labels"],
-    "additionalProperties": False,
-    "properties": {
-        "task": {"type": "string"},
-        "language": {"type": "string"},
-        "labels": {"type": "array", "items": {"oneOf": [{"type": "string"}, {
-            "type": "object", "required": ["name"], "additionalProperties": False,
-            "properties": {
-                "name": {"type": "string", "minLength": 1},
-                "description": {"type": "string"},
-                "roles": {"type": "array", "items": _ROLE},
-                "attributes": {"type": "array", "items": _ROLE},
-                "subject_type": {"type": "string"},
-                "object_type": {"type": "string"},
-            }}]}},
-        "examples": {"type": "array", "items": {
-            "type": "object", "required": ["input", "output"],
-            "properties": {"input": {"type": "string"}, "output": {"type": ["object", "string"]}}}},
-    },
-}
-
 #: Keys naming a label and its roles in schema entries (instructions write ``event_type``/``arguments``,
 #: ``entity_type``/``attributes`` or ``predicate``).
 _NAME_KEYS = ("name", "event_type", "entity_type", "predicate")
@@ -124,19 +97,6 @@ def label_from_entry(value: Any, name: str | None = None) -> Label:
                  _roles(roles), value.get("subject_type"), value.get("object_type"))
 
 
-def spo_label(text: str) -> Label:
-    """Parse the reference's ``subjectType_predicate_objectType`` string."""
-    parts = text.split("_")
-    if len(parts) < 3:
-        raise ValueError(f"SPO label '{text}' is not of the form subjectType_predicate_objectType")
-    return Label("_".join(parts[1:-1]), subject_type=parts[0], object_type=parts[-1])
-
-
-def labels_with_roles(names: list[str], type_roles: dict[str, list[str]]) -> list[Label]:
-    """Labels named ``names`` with the roles of the reference's third schema line."""
-    return [Label(n, roles=tuple(Role(r) for r in type_roles.get(n, []))) for n in names]
-
-
 def unique_labels(labels: list[Label], where: str) -> tuple[Label, ...]:
     seen: dict[str, Label] = {}
     for label in labels:
@@ -149,9 +109,11 @@ def unique_labels(labels: list[Label], where: str) -> tuple[Label, ...]:
 
 
 def _validate_friendly(doc: Any, where: str) -> None:
+    """Check a ``{"labels": ...}`` document against ``schema-file.json``."""
     import jsonschema
 
-    errors = list(jsonschema.Draft202012Validator(FRIENDLY_SCHEMA).iter_errors(doc))
+    friendly = json.loads((Path(__file__).parent / "schema-file.json").read_text(encoding="utf-8"))
+    errors = list(jsonschema.Draft202012Validator(friendly).iter_errors(doc))
     if errors:
         err = jsonschema.exceptions.best_match(errors)
         path = ".".join(str(p) for p in err.absolute_path) or "(top level)"

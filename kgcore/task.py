@@ -1,19 +1,19 @@
 """The task interface: how one IE task turns samples into instructions and answers into tuples.
 
-Built-in tasks (NER, RE, SPO, EE, EET, EEA, KG) live in the ``kgc_tasks`` plugin; a third-party
-task subclasses :class:`Task` and registers it with ``kgc_register_tasks``. A task may declare
-typed ``Options`` (set with ``-T key=value``); converted records remember the ones that differ
-from the defaults, so ``kgc predict`` asks for the same answers without being told again.
+Tasks are plugins (``kgc_register_tasks``; the built-in ones live in ``kgc_tasks``). A task may
+declare typed ``Options`` (``-T key=value``); converted records remember the ones that differ from
+the defaults, so ``kgc predict`` asks for the same answers without being told again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .options import options_dict, parse_options
+from .options import parse_options
 from .plugins import PluginHost, get_host
 from .sampling import hard_negative_sample, negative_sample, order_labels
 from .schema import Label, Schema, label_from_entry, read_schema
@@ -98,7 +98,8 @@ class Task:
 
     def changed_options(self) -> dict[str, Any]:
         """Options that differ from their defaults (what converted records carry as ``task_options``)."""
-        return options_dict(self.options, changed_only=True)
+        return {f.name: getattr(self.options, f.name) for f in dataclasses.fields(self.options)
+                if getattr(self.options, f.name) != f.default}
 
     # -- reading -------------------------------------------------------------------------
     def record_schema(self) -> dict[str, Any]:
@@ -191,22 +192,12 @@ class Task:
         return [t for tuples in self.predicted(answer).values() for t in tuples if len(t) == 3]
 
     def mentions(self, answer: dict[str, Any]) -> list[tuple[str, str]]:
-        """``(text, label)`` of the strings an answer quotes from the input (every string value by default)."""
-        found: list[tuple[str, str]] = []
+        """``(text, label)`` of the strings an answer quotes from the input (every string under a label by default)."""
+        def strings(value: Any) -> list[str]:
+            values = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+            return [value] if isinstance(value, str) else [s for v in values for s in strings(v)]
 
-        def walk(value: Any, label: str) -> None:
-            if isinstance(value, str):
-                found.append((value, label))
-            elif isinstance(value, list):
-                for v in value:
-                    walk(v, label)
-            elif isinstance(value, dict):
-                for v in value.values():
-                    walk(v, label)
-
-        for label, value in answer.items():
-            walk(value, label)
-        return unique(found)
+        return unique([(s, label) for label, value in answer.items() for s in strings(value)])
 
     def gold(self, annotations: list[dict[str, Any]]) -> dict[str, list[tuple]]:
         """Gold tuples per metric from a record's ``label`` annotations."""
@@ -223,7 +214,6 @@ def load_task(name: str, options: Any = None, host: PluginHost | None = None) ->
 
 
 STRING: dict[str, Any] = {"type": "string"}
-STRING_OR_LIST: dict[str, Any] = {"anyOf": [STRING, {"type": "array", "items": STRING, "maxItems": 8}]}
 
 
 def object_schema(properties: dict[str, Any], required: bool = True) -> dict[str, Any]:
@@ -232,11 +222,6 @@ def object_schema(properties: dict[str, Any], required: bool = True) -> dict[str
     if required:
         schema["required"] = list(properties)
     return schema
-
-
-def position_sorted(values: list[Any], text: str, key=lambda v: v) -> list[Any]:
-    """Stable sort by first occurrence in ``text`` (absent values keep their place at the front)."""
-    return sorted(values, key=lambda v: text.find(key(v)))
 
 
 def unique(values: list[Any]) -> list[Any]:

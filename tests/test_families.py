@@ -9,7 +9,7 @@ import pytest
 
 import kgc_trainers
 from kgc_trainers.families import ALL_LINEAR, GENERIC, ModelFamily, resolve_family
-from kgcore.chat import load_chat_template
+from kgcore.prompt import load_chat_template
 from kgcore.plugins import PluginHost, Registry, get_registry
 
 LLAMA_LIKE = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -80,7 +80,7 @@ def test_default_templates_are_registered(registry):
         family = component.load()
         assert isinstance(family, ModelFamily)
         assert family.default_template in names, family.name
-        load_chat_template(family.default_template, registry)
+        load_chat_template(family.default_template)
 
 
 def test_a_plugin_adds_families_and_families_are_frozen():

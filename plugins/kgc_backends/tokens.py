@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from kgcore import Request
-from kgcore.chat import BOS, ChatTemplate, SpecialToken
+from kgc_templates.chat import BOS, SpecialToken, TurnTemplate
 
 #: Label id that the loss ignores (``torch.nn.CrossEntropyLoss``'s default).
 IGNORE_INDEX = -100
@@ -75,8 +75,8 @@ def split_stops(tokenizer: Any, stop: Sequence[str]) -> tuple[list[int], list[st
     return ids, strings
 
 
-def eos_token_id(template: ChatTemplate, tokenizer: Any) -> int:
-    """Id of the template's eos (:meth:`ChatTemplate.eos_token`); an error if the tokenizer lacks that token."""
+def eos_token_id(template: TurnTemplate, tokenizer: Any) -> int:
+    """Id of the template's eos (:meth:`TurnTemplate.eos_token`); an error if the tokenizer lacks that token."""
     text = template.eos_token(getattr(tokenizer, "eos_token", None))
     if not template.replace_eos and getattr(tokenizer, "eos_token", None) and tokenizer.eos_token_id is not None:
         return tokenizer.eos_token_id
@@ -87,7 +87,7 @@ def eos_token_id(template: ChatTemplate, tokenizer: Any) -> int:
     return found
 
 
-def encode_turns(template: ChatTemplate, tokenizer: Any, query: str, response: str, system: str | None = None,
+def encode_turns(template: TurnTemplate, tokenizer: Any, query: str, response: str, system: str | None = None,
                  history: Iterable[Sequence[str]] = ()) -> list[tuple[list[int], list[int]]]:
     """``(source_ids, target_ids)`` per turn (the reference's ``encode_multiturn``); targets end with eos
     unless ``efficient_eos``."""
@@ -113,7 +113,7 @@ def encode_turns(template: ChatTemplate, tokenizer: Any, query: str, response: s
     return out
 
 
-def encode_supervised(template: ChatTemplate, tokenizer: Any, query: str, response: str, system: str | None = None,
+def encode_supervised(template: TurnTemplate, tokenizer: Any, query: str, response: str, system: str | None = None,
                       history: Iterable[Sequence[str]] = (), train_on_prompt: bool = False) -> tuple[list[int], list[int]]:
     """``(input_ids, labels)`` of a training example, as the reference's supervised preprocessing
     (without its length cut): prompts masked with :data:`IGNORE_INDEX`, responses and eos learned;

@@ -75,9 +75,9 @@ def templates(show):
         click.echo("auto: the model's own chat template (from its tokenizer or GGUF file) renders the instruction")
         return
     if show:
-        from kgcore.chat import load_chat_template
+        from kgcore.prompt import load_chat_template
 
-        click.echo(load_chat_template(show, registry).render("{instruction}"))
+        click.echo(load_chat_template(show).render("{instruction}"))
         return
     click.echo("Instruction templates:")
     for component in registry.components("instruction"):

@@ -5,10 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kgcore import Task
-from kgcore.task import position_sorted
+from kgcore import Label, Role, Task
+from kgcore.task import STRING
 
 from .annotations import Annotated
+
+#: A role's or attribute's value: one string or several.
+STRING_OR_LIST: dict[str, Any] = {"anyOf": [STRING, {"type": "array", "items": STRING, "maxItems": 8}]}
+
+
+def position_sorted(values: list[Any], text: str, key=lambda v: v) -> list[Any]:
+    """Stable sort by first occurrence in ``text`` (absent values keep their place at the front)."""
+    return sorted(values, key=lambda v: text.find(key(v)))
+
+
+def labels_with_roles(names: list[str], type_roles: dict[str, list[str]]) -> list[Label]:
+    """Labels named ``names`` with the roles of the reference's third schema line (``{type: [roles]}``)."""
+    return [Label(n, roles=tuple(Role(r) for r in type_roles.get(n, []))) for n in names]
 
 
 @dataclass(frozen=True)

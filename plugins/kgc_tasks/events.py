@@ -8,11 +8,10 @@ from typing import Any
 
 from kgcore import ConvertOptions, Label, SchemaItem
 from kgcore.sampling import bernoulli_count, order_labels
-from kgcore.schema import labels_with_roles
-from kgcore.task import STRING, STRING_OR_LIST, object_schema, position_sorted, unique
+from kgcore.task import STRING, object_schema, unique
 
 from .annotations import Annotated, Event, labelled_strings
-from .base import AnnotatedTask, MentionOptions
+from .base import STRING_OR_LIST, AnnotatedTask, MentionOptions, labels_with_roles, position_sorted
 
 NAN = "NAN"
 

@@ -6,11 +6,10 @@ from typing import Any
 
 from kgcore import SchemaItem
 from kgcore.sampling import bernoulli_count
-from kgcore.schema import labels_with_roles
-from kgcore.task import STRING_OR_LIST, object_schema, position_sorted, unique
+from kgcore.task import object_schema, unique
 
 from .annotations import RELATION_SCHEMA, Annotated, Relation
-from .base import AnnotatedTask
+from .base import STRING_OR_LIST, AnnotatedTask, labels_with_roles, position_sorted
 
 _DROPPED = {"无", "nan"}
 

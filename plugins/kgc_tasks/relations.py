@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from kgcore import Label, SchemaItem
-from kgcore.schema import spo_label
 from kgcore.task import STRING, object_schema, unique
 
 from .annotations import RELATION_SCHEMA, Annotated, Relation
@@ -24,6 +23,14 @@ class RelationOptions(MentionOptions):
         super().__post_init__()
         if self.relation_keys not in _KEYS:
             raise ValueError(f"relation_keys must be head_tail or subject_object, not '{self.relation_keys}'")
+
+
+def spo_label(text: str) -> Label:
+    """A typed relation from the reference's ``subjectType_predicate_objectType`` string."""
+    parts = text.split("_")
+    if len(parts) < 3:
+        raise ValueError(f"SPO label '{text}' is not of the form subjectType_predicate_objectType")
+    return Label("_".join(parts[1:-1]), subject_type=parts[0], object_type=parts[-1])
 
 
 def relation_triples(answer: dict[str, Any]) -> list[tuple]:

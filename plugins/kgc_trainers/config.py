@@ -24,7 +24,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from kgcore.chat import AUTO, load_chat_template
+from kgcore.prompt import AUTO, load_chat_template
 from kgcore.errors import InputError, KGCError
 
 #: The resolved config a run leaves in its ``output_dir``.
@@ -430,7 +430,7 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: Mapping[s
     return config
 
 
-def check_config(config: TrainConfig, origin: Mapping[str, str] | None = None, registry: Any = None, *,
+def check_config(config: TrainConfig, origin: Mapping[str, str] | None = None, host: Any = None, *,
                  default_source: str = CLI_SOURCE) -> None:
     """Cross-field checks after the schema: files exist, lengths fit, the method and template are
     registered. ``origin`` maps fields (``lora.r``) to where they were set."""
@@ -460,13 +460,14 @@ def check_config(config: TrainConfig, origin: Mapping[str, str] | None = None, r
     for adapter in config.adapters:
         if not (Path(adapter) / "adapter_config.json").is_file():
             bad("adapters", f"'{adapter}' is not a PEFT adapter directory (no adapter_config.json)")
-    if registry is None:
-        from kgcore.plugins import get_registry
+    if host is None:
+        from kgcore.plugins import get_host
 
-        registry = get_registry()
+        host = get_host()
+    registry = host.registry
     if config.template not in (None, AUTO):
         try:
-            load_chat_template(config.template, registry)
+            load_chat_template(config.template, host)
         except KGCError as exc:
             bad("template", str(exc))
     method = TrainingMethod()

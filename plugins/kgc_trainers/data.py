@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kgc_backends.tokens import IGNORE_INDEX, encode_supervised, encode_text, request_token_ids
-from kgcore.chat import AUTO
+from kgcore.prompt import AUTO
 from kgcore.errors import InputError
 from kgcore.jsonl import read_jsonl
 from kgcore.plugins import PluginHost

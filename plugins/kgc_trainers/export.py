@@ -316,7 +316,7 @@ def _template_yaml(template: str | None, adapters: Sequence[Path],
     family's default, as ``kgc train`` does)."""
     import yaml
 
-    from kgcore.chat import AUTO, load_chat_template
+    from kgcore.prompt import AUTO, load_chat_template
 
     source = "--template"
     if template is None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kgcore.chat import AUTO
+from kgcore.prompt import AUTO
 from kgcore.errors import InputError, KGCError
 from kgcore.plugins import PluginHost, get_host
 from kgcore.prediction import package_versions
@@ -90,7 +90,7 @@ def train(config: TrainConfig | Mapping[str, Any] | str | os.PathLike[str]) -> T
     elif isinstance(config, Mapping):
         config = load_config(None, config, overrides_source="config")
     else:
-        check_config(config, registry=host.registry)
+        check_config(config, host=host)
     with host.run("train", config.to_dict()) as run:  # fires on the main process only
         result, run.result = _train(config, host)
     return result

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from kgcore import Sample, Schema, SchemaItem, Task
-from kgcore.task import position_sorted
 
 
 class TERM(Task):
@@ -39,7 +38,7 @@ class TERM(Task):
         out = {}
         for item in items:
             terms = [t["term"] for t in self._terms(sample) if t["category"] == item.name]
-            out[item.name] = position_sorted(terms, sample.text) if self.options.order == "position" else terms
+            out[item.name] = sorted(terms, key=sample.text.find) if self.options.order == "position" else terms
         return out
 
     def gold(self, annotations):

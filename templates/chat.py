@@ -1,7 +1,7 @@
-"""Chat templates: how an instruction becomes the exact prompt a model was trained on.
+"""Chat templates as data: the turn-based templates of ``chat/<name>.yaml`` (LLaMA-Factory's form).
 
-A :class:`ChatTemplate` is plain data (``templates/chat/<name>.yaml``, or any YAML file a user
-passes by path) that renders text; backends with a tokenizer encode the same turns to token ids
+A :class:`TurnTemplate` is plain data (``chat/<name>.yaml``, or any YAML file a user passes by
+path) that renders text; backends with a tokenizer encode the same turns to token ids
 (``kgc_backends.tokens``), so that train and predict prompts are identical:
 
 * turn 0: ``bos + prefix(system) + sep + prompt(query)`` if the prefix renders non-empty, else
@@ -14,21 +14,19 @@ Parts of ``prefix``, ``prompt`` and ``sep`` are strings with ``{{system}}``, ``{
 ``{{idx}}`` (1-based turn) placeholders, or :class:`SpecialToken` elements that encode as one id.
 The template named ``auto`` stands for "the model's own template", which backends apply.
 Nothing mutates a tokenizer: where the reference replaced the tokenizer's eos token, the template
-computes the effective eos (:meth:`ChatTemplate.eos_token`) and leaves the tokenizer alone.
+computes the effective eos (:meth:`TurnTemplate.eos_token`) and leaves the tokenizer alone.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Union
 
-from .errors import InputError
+from kgcore import InputError
+from kgcore.prompt import AUTO, ChatTemplate
 
-#: Name of the template that means "the model's own chat template".
-AUTO = "auto"
 #: The eos text the reference adds when a tokenizer has none.
 DEFAULT_EOS = "<|endoftext|>"
 
@@ -58,8 +56,8 @@ BOS = _Bos()
 
 
 @dataclass(frozen=True)
-class ChatTemplate:
-    """One chat template. Build it from YAML data with :meth:`from_dict` / :func:`load_chat_template`."""
+class TurnTemplate(ChatTemplate):
+    """One chat template as data. Build it from YAML data with :meth:`from_dict` / :func:`read_yaml`."""
 
     name: str
     system: str = ""
@@ -90,7 +88,7 @@ class ChatTemplate:
 
     # -- construction ----------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, name: str | None = None, source: str = "") -> ChatTemplate:
+    def from_dict(cls, data: Mapping[str, Any], *, name: str | None = None, source: str = "") -> TurnTemplate:
         """Build a template from YAML-style data (unknown keys are an error, not ignored)."""
         where = f" in {source}" if source else ""
         if not isinstance(data, Mapping):
@@ -230,7 +228,7 @@ def _fill(parts: Sequence[Part], system: str | None = None, query: str | None = 
 
 # -- loading -----------------------------------------------------------------------------------
 
-def chat_template_from_yaml(path: Any) -> ChatTemplate:
+def read_yaml(path: Any) -> TurnTemplate:
     """Read one template file (a path, or an ``importlib.resources`` file); its name defaults to
     the file's stem."""
     import yaml
@@ -243,25 +241,8 @@ def chat_template_from_yaml(path: Any) -> ChatTemplate:
         raise InputError(f"cannot read chat template: {exc.strerror or exc}", path=str(path)) from None
     except yaml.YAMLError as exc:
         raise InputError(f"chat template is not valid YAML: {exc}", path=str(path)) from None
-    return ChatTemplate.from_dict(data, name=Path(path.name).stem, source=str(path))
-
-
-def load_chat_template(name_or_path: str | os.PathLike[str] | ChatTemplate, registry: Any = None) -> ChatTemplate:
-    """A registered template by name (``auto`` included), or a YAML file by path (anything ending in
-    ``.yaml``/``.yml`` or containing a path separator)."""
-    if isinstance(name_or_path, ChatTemplate):
-        return name_or_path
-    text = os.fspath(name_or_path)
-    if text.endswith((".yaml", ".yml")) or os.sep in text or (os.altsep and os.altsep in text):
-        if not Path(text).is_file():
-            raise InputError(f"chat template file not found: {text}")
-        return chat_template_from_yaml(text)
-    if registry is None:
-        from .plugins import get_registry
-
-        registry = get_registry()
-    return registry.load("chat_template", text)
+    return TurnTemplate.from_dict(data, name=Path(path.name).stem, source=str(path))
 
 
 #: The ``auto`` template: the model's own chat template, applied by the backend.
-AUTO_TEMPLATE = ChatTemplate(name=AUTO, auto=True, description="the model's own chat template (tokenizer or GGUF)")
+AUTO_TEMPLATE = TurnTemplate(name=AUTO, auto=True, description="the model's own chat template (tokenizer or GGUF)")
