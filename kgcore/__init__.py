@@ -13,7 +13,7 @@ from .evaluation import Scorer, evaluate
 from .extraction import Extraction, Extractor, Span
 from .hookspecs import hookimpl
 from .parsing import ParsedAnswer, parse_answer, read_answer
-from .plugins import PluginHost, get_host, get_registry
+from .plugins import PluginHost, get_host
 from .prediction import predict
 from .prompt import PromptStyle
 from .schema import Label, Role, Schema, load_schema
@@ -23,5 +23,5 @@ __all__ = [
     "Backend", "BackendError", "ConvertOptions", "Extraction", "Extractor", "Generation", "GenerationParams",
     "InputError", "Instruction", "KGCError", "Label", "ParsedAnswer", "PluginHost", "PromptStyle", "Request", "Role",
     "Sample", "Schema", "SchemaItem", "Scorer", "Span", "Task", "__version__", "convert", "evaluate", "get_host",
-    "get_registry", "hookimpl", "load_backend", "load_schema", "load_task", "parse_answer", "predict", "read_answer",
+    "hookimpl", "load_backend", "load_schema", "load_task", "parse_answer", "predict", "read_answer",
 ]

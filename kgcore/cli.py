@@ -294,9 +294,11 @@ def predict(ctx, input_path, output_path, task, task_option, backend, model, bac
 @click.option("--split-num", type=int, default=None, help="Labels per instruction (default: the task's).")
 @click.option("--triples/--no-triples", default=True, show_default=True, help="Add (head, relation, tail) triples.")
 @click.option("--raw", is_flag=True, help="Also print the model's raw answers.")
+@click.option("--graph", "graph_store", default=None, metavar="STORE", help="Also add the results to this knowledge "
+              "graph (a folder; see `kgc graph --help`).")
 @backend_options
-def extract(text, input_file, task, labels, schema_path, task_option, language, split_num, triples, raw, backend,
-            model, backend_option, template, system, max_new_tokens, temperature, constrained, batch_size):
+def extract(text, input_file, task, labels, schema_path, task_option, language, split_num, triples, raw, graph_store,
+            backend, model, backend_option, template, system, max_new_tokens, temperature, constrained, batch_size):
     """Extract from text: one JSON line per document (result, triples, spans)."""
     from .extraction import Extractor
     from .schema import load_schema
@@ -308,25 +310,23 @@ def extract(text, input_file, task, labels, schema_path, task_option, language, 
     schema = load_schema(schema_path, task_obj) if schema_path else None
     style, params = prompt_and_params(template, system, max_new_tokens, temperature, constrained)
     texts = (line for _, line in read_texts(text, input_file))
-    engine = make_backend(backend, model, backend_option)
+    engine, graph = make_backend(backend, model, backend_option), None
     try:
         extractor = Extractor(task_obj, schema, labels=labels.split(",") if labels else None, backend=engine,
                               language=language, split_num=split_num, style=style, params=params, batch_size=batch_size)
+        if graph_store and not (graph := get_host().call("kgc_open_graph", store=graph_store, extractor=extractor)):
+            raise click.UsageError("no plugin opens knowledge graphs: pip install 'kgcore[graph]'")
         for extraction in extractor.extract(texts):
             click.echo(json.dumps(extraction.as_dict(triples, raw), ensure_ascii=False))
+            if graph:
+                graph.add([extraction])
     finally:
         engine.close()
+        if graph:
+            graph.close()
 
 
 # -- start-up ----------------------------------------------------------------------------------
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return str(getattr(value, "name", value))
-
 
 def _with_run_hooks(command: click.Command, name: str) -> None:
     """Wrap a command's callback so that ``kgc_run_start`` / ``kgc_run_end`` fire around it."""
@@ -340,7 +340,8 @@ def _with_run_hooks(command: click.Command, name: str) -> None:
 
     @functools.wraps(callback)
     def run(*args: Any, **kwargs: Any) -> Any:
-        with get_host().run(name, {k: _jsonable(v) for k, v in kwargs.items()}) as current:
+        options = json.loads(json.dumps(kwargs, default=lambda v: str(getattr(v, "name", v))))  # JSON-ready
+        with get_host().run(name, options) as current:
             result = callback(*args, **kwargs)
             current.result = current.result if result is None else result
             return result

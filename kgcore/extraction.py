@@ -1,19 +1,20 @@
 """``kgc extract``: raw text to structured results, triples and character spans, through any backend.
 
-An :class:`Extractor` is built once (task, schema, backend) and called on texts: each text becomes
-one instruction per schema chunk, exactly as ``kgc convert --split test`` writes them, and the
-answers are read back (:func:`kgcore.parsing.read_answer`) and merged per text.
+An :class:`Extractor` turns each text into one instruction per schema chunk, as ``kgc convert --split
+test`` does, and reads the answers back (:func:`kgcore.parsing.read_answer`), merged per text.
 """
 
 from __future__ import annotations
 
 import re
+import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .backend import Backend, GenerationParams, load_backend
-from .conversion import Converter, resolve_instruction
+from .conversion import Converter, resolve_instruction, stable_id
 from .parsing import read_answer
 from .plugins import PluginHost, get_host
 from .prompt import PromptStyle, RequestBuilder
@@ -35,8 +36,9 @@ class Span:
 
 @dataclass
 class Extraction:
-    """The result for one text: the merged answer, its triples, the spans of what it quotes, and the
-    raw answers (one per instruction) with how many of them could not be parsed."""
+    """The result for one text: the merged answer, its triples, the spans of what it quotes, the raw
+    answers (one per instruction) with how many could not be parsed, and where it came from (task,
+    backend, model, run, time and labels asked for)."""
 
     text: str
     result: dict[str, Any] = field(default_factory=dict)
@@ -44,21 +46,32 @@ class Extraction:
     spans: list[Span] = field(default_factory=list)
     parse_failures: int = 0
     raw: list[str] = field(default_factory=list)
+    task: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self, with_triples: bool = True, with_raw: bool = False) -> dict[str, Any]:
-        out = {"text": self.text, "result": self.result, "triples": [list(t) for t in self.triples],
-               "spans": [vars(s) for s in self.spans], "parse_failures": self.parse_failures, "raw": self.raw}
+        """The JSON line of ``kgc extract``; ``id`` is the text's, as in its converted records."""
+        out = {"id": stable_id(self.text), "task": self.task, "text": self.text, "result": self.result,
+               "triples": [list(t) for t in self.triples], "spans": [vars(s) for s in self.spans],
+               "parse_failures": self.parse_failures, "raw": self.raw, "provenance": self.provenance}
         return {k: v for k, v in out.items() if (with_triples or k != "triples") and (with_raw or k != "raw")}
 
 
 def find_spans(text: str, mentions: Iterable[tuple[str, str]]) -> list[Span]:
-    """Every occurrence of each ``(string, label)`` in ``text``, in text order; strings it lacks have none."""
+    """Every occurrence of each ``(string, label)`` in ``text``, in text order; strings it lacks have none.
+
+    An occurrence inside a longer Latin word (``Ada`` in ``Adam``) is none."""
+    def word(i: int) -> bool:
+        return 0 <= i < len(text) and text[i].isascii() and text[i].isalnum()
+
     spans = []
     for mention, label in mentions:
         start = text.find(mention) if mention else -1
         while start >= 0:
-            spans.append(Span(start, start + len(mention), mention, label))
-            start = text.find(mention, start + len(mention))
+            end = start + len(mention)
+            if not (word(start - 1) and word(start)) and not (word(end - 1) and word(end)):
+                spans.append(Span(start, end, mention, label))
+            start = text.find(mention, start + 1)
     return sorted(spans, key=lambda s: (s.start, -s.end, s.label))
 
 
@@ -105,6 +118,10 @@ class Extractor:
         self._owns_backend = not isinstance(backend, Backend)
         self.backend = backend if isinstance(backend, Backend) else load_backend(backend, backend_options or {},
                                                                                   self.host)
+        described = self.backend.describe()
+        self.provenance = {"backend": described.get("backend", ""), "model": str(described.get("model", "")),
+                           "run": uuid.uuid4().hex, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                           "labels": self.schema.keys()}
 
     def __call__(self, text: str) -> Extraction:
         return self._run([text])[0]
@@ -133,7 +150,7 @@ class Extractor:
         chunks = [(i, chunk) for i, text in enumerate(texts)
                   for chunk in self._converter(text).chunks(task.read({"text": text}), i)]
         requests = [self.builder(chunk.instruction, task, chunk.items) for _, chunk in chunks]
-        results = [Extraction(text) for text in texts]
+        results = [Extraction(text, task=task.name, provenance=self.provenance) for text in texts]
         for (i, _), generation in zip(chunks, self.backend.generate(requests, self.params), strict=True):
             parsed = read_answer(generation.text, task.name, {"text": texts[i]}, self.host)
             results[i].raw.append(generation.text)

@@ -20,8 +20,6 @@ hookimpl = pluggy.HookimplMarker("kgc")
 #: ``"module:attr"`` string.
 Register = Callable[..., None]
 
-# --- Component kinds and registration ---------------------------------------------------
-
 
 @hookspec(historic=True)
 def kgc_add_kinds(add: Callable[..., None]) -> None:
@@ -68,15 +66,14 @@ def kgc_default_backend() -> str | None:
     """The backend commands use when none is named (the first plugin to answer wins)."""
 
 
-# --- Command line ---------------------------------------------------------------------
+@hookspec(firstresult=True)
+def kgc_open_graph(store: str, extractor: Any) -> Any:
+    """The knowledge graph that ``kgc extract --graph STORE`` adds results to: ``add(extractions)``, ``close()``."""
 
 
 @hookspec(historic=True)
 def kgc_register_commands(cli: Any) -> None:
     """Add ``click`` commands or groups to the ``kgc`` command line."""
-
-
-# --- Pipeline -------------------------------------------------------------------------
 
 
 @hookspec

@@ -267,6 +267,3 @@ def set_host(host: PluginHost | None) -> None:
     global _default_host
     _default_host = host
 
-
-def get_registry() -> Registry:
-    return get_host().registry

@@ -1,16 +1,9 @@
 """Extraction schemas: which labels (and roles) to extract, with optional descriptions and examples.
 
-Files come in three forms, each read the same way for every task:
-
-* the reference's three JSON lines (type list, role list, ``{type: [roles]}``), which the task
-  maps to labels (:meth:`kgcore.Task.schema_from_lines`);
-* a single JSON value: a list of labels, ``{type: [roles]}`` or ``{label: description}``;
-* a friendlier JSON or YAML document ``{"labels": [...], "examples": [...]}`` where each label
-  is a string or ``{name, description, roles, subject_type, object_type}`` (its JSON Schema is
-  ``schema-file.json``, for editors too).
-
-The ``schema`` field of a converted instruction is itself a schema document of the second form,
-so the same reader recovers an instruction's labels (:meth:`kgcore.Task.items_from_schema`).
+Files hold the reference's three JSON lines (which the task maps to labels); a list of labels,
+``{type: [roles]}`` or ``{label: description}``; or a JSON/YAML ``{"labels": [...], "examples":
+[...]}`` document (its JSON Schema is ``schema-file.json``). A converted instruction's ``schema``
+field is a document of the second form, read back by the same reader (``Task.items_from_schema``).
 """
 
 from __future__ import annotations

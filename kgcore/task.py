@@ -86,6 +86,9 @@ class Task:
     default_split_num: ClassVar[int] = 4
     #: Names of the metrics :meth:`predicted` produces, e.g. ``("entity",)``.
     metrics: ClassVar[tuple[str, ...]]
+    #: How a knowledge graph reads answers: ``mentions``, ``relations``, ``events``, ``attributes``, or
+    #: ``None`` (the :meth:`triples` as edges).
+    graph_shape: ClassVar[str | None] = None
 
     @dataclass(frozen=True)
     class Options:
@@ -113,16 +116,9 @@ class Task:
 
     def prepare(self, record: dict[str, Any]) -> dict[str, Any] | None:
         """De-duplicate annotations; return ``None`` to skip a record."""
-        items = record.get(self.annotation_key)
-        if not items:
-            return record
-        seen, kept = set(), []
-        for item in items:
-            key = self.identity(item)
-            if key is None or key not in seen:
-                kept.append(item)
-                if key is not None:
-                    seen.add(key)
+        items = record.get(self.annotation_key) or []
+        keys = [self.identity(item) for item in items]
+        kept = [item for i, (item, key) in enumerate(zip(items, keys)) if key is None or key not in keys[:i]]
         return {**record, self.annotation_key: kept} if len(kept) != len(items) else record
 
     def read(self, record: dict[str, Any]) -> Sample:

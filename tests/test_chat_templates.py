@@ -17,7 +17,7 @@ from kgc_templates.chat import SpecialToken, TurnTemplate
 from kgcore.prompt import AUTO, load_chat_template
 from kgcore.errors import InputError, UnknownComponentError
 from kgcore.jsonl import read_jsonl
-from kgcore.plugins import get_registry
+from kgcore.plugins import get_host
 
 from conftest import DEEPKE
 
@@ -37,7 +37,7 @@ def first_instruction(task: str = "NER") -> str:
 
 @pytest.fixture(scope="module")
 def registry():
-    return get_registry()
+    return get_host().registry
 
 
 def template(name: str) -> TurnTemplate:
@@ -187,7 +187,7 @@ def smol_tokenizer(gguf_path):
 def smol_tokenizer_all_tokens(smol_tokenizer):
     """A copy of the tokenizer that also knows every special token of every template."""
     tok = copy.deepcopy(smol_tokenizer)
-    registry = get_registry()
+    registry = get_host().registry
     extra = sorted({p.text for n in REFERENCE_NAMES for t in [registry.load("chat_template", n)]
                     for p in (*t.prefix, *t.prompt, *t.sep) if isinstance(p, SpecialToken)}
                    | {w for n in REFERENCE_NAMES for w in registry.load("chat_template", n).stop_words})

@@ -127,7 +127,7 @@ def test_gold_answers_score_100(task, converted, tmp_path):
     assert report["task"] == task
     assert (report["records"], report["outputs"]) == (n_texts, len(test))
     assert report["parse_failures"] == 0 and report["parse_failure_rate"] == 0 and report["failures"] == []
-    assert set(report["metrics"]) == set(kgcore.get_registry().load("task", task).metrics)
+    assert set(report["metrics"]) == set(kgcore.get_host().registry.load("task", task).metrics)
     for name, metric in report["metrics"].items():
         assert metric["gold"] > 0, f"{task} {name}: the fixture has no gold tuples"
         assert prf(metric) == (100, 100, 100), f"{task} {name}: {metric}"

@@ -10,7 +10,7 @@ import pytest
 import kgc_trainers
 from kgc_trainers.families import ALL_LINEAR, GENERIC, ModelFamily, resolve_family
 from kgcore.prompt import load_chat_template
-from kgcore.plugins import PluginHost, Registry, get_registry
+from kgcore.plugins import PluginHost, Registry, get_host
 
 LLAMA_LIKE = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 GLM_FALCON = ("query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h")
@@ -27,7 +27,7 @@ REFERENCE_LORA = {
 
 @pytest.fixture(scope="module")
 def registry() -> Registry:
-    return get_registry()
+    return get_host().registry
 
 
 @pytest.mark.parametrize("family", sorted(REFERENCE_LORA))

@@ -144,7 +144,7 @@ def test_negative_sample_ratio_zero_keeps_positives(case):
 # -- the F1 scorer --------------------------------------------------------------------------
 
 def _scorer(**kwargs):
-    return kgcore.get_registry().load("scorer", "f1")(**kwargs)
+    return kgcore.get_host().registry.load("scorer", "f1")(**kwargs)
 
 
 _tuples = st.lists(st.tuples(st.sampled_from("abcd"), st.sampled_from("XY")), max_size=12)

@@ -14,6 +14,7 @@ class NER(AnnotatedTask):
     """Entities as ``{type: [mention, ...]}``."""
 
     name = "NER"
+    graph_shape = "mentions"
     annotation_key = "entity"
     annotation_schema = {
         "type": "object", "required": ["entity", "entity_type"],

@@ -82,6 +82,7 @@ class EE(AnnotatedTask):
     """Events as ``{type: [{"trigger", "arguments": {role: value}}]}``."""
 
     name = "EE"
+    graph_shape = "events"
     annotation_key = "event"
     annotation_schema = _EVENT
     default_split_num = 4
@@ -201,6 +202,7 @@ class EET(AnnotatedTask):
     """Event types and triggers as ``{type: [trigger, ...]}``."""
 
     name = "EET"
+    graph_shape = "events"
     annotation_key = "event"
     annotation_schema = _EVENT
     default_split_num = 4

@@ -22,6 +22,7 @@ class KG(AnnotatedTask):
     """
 
     name = "KG"
+    graph_shape = "attributes"
     annotation_key = "relation"
     annotation_schema = RELATION_SCHEMA
     default_split_num = 1

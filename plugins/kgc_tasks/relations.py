@@ -53,6 +53,7 @@ class RE(AnnotatedTask):
     """Relations as ``{relation: [{"head", "tail"}]}`` (``-T relation_keys=subject_object`` for IEPile data)."""
 
     name = "RE"
+    graph_shape = "relations"
     annotation_key = "relation"
     annotation_schema = RELATION_SCHEMA
     default_split_num = 4

@@ -113,9 +113,9 @@ def resolve_family(name_or_model_type: str | None, registry: Any = None) -> Mode
     if not name_or_model_type:
         return GENERIC
     if registry is None:
-        from kgcore.plugins import get_registry
+        from kgcore.plugins import get_host
 
-        registry = get_registry()
+        registry = get_host().registry
     families = [c.load() for c in registry.components("model_family")]
     key = _key(name_or_model_type)
     for attr in ("name", "aliases", "model_types"):  # names win over aliases, aliases over model types

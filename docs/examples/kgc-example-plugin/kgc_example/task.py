@@ -19,6 +19,7 @@ class TERM(Task):
     }
     default_split_num = 4
     metrics = ("term",)
+    graph_shape = "mentions"  # answers are {category: [term]}: typed mentions in a knowledge graph
 
     @dataclass(frozen=True)
     class Options:
