@@ -118,6 +118,30 @@ def test_events_and_attributes(graph):
                       {"type": "adverse event", "trigger": "caused", "role": "treatment", "arg": "Aspirin"}]
     assert graph.rows("SELECT ?v WHERE { ?e rdfs:label 'Marie Curie' ; ?p ?v . ?p a kgc:Attribute }") == [
         {"v": "Warsaw"}]  # the reference's empty value (无) adds nothing
+    curie = graph.entity(entity_iri("Marie Curie", "person"))
+    [birthplace] = curie["facts"]
+    assert birthplace | {"sources": None} == {"direction": "out", "predicate": "birthplace", "value": "Warsaw",
+                                              "label": None, "type": None, "support": 1, "sources": None}
+    assert birthplace["sources"][0]["spans"] == [{"start": 38, "end": 49, "text": "Marie Curie"}]
+    assert birthplace["sources"][0]["sentence"]["text"] == "Marie Curie was born in Warsaw."
+    [caused] = graph.entity(graph.find("Aspirin")[0])["facts"]
+    assert (caused["direction"], caused["predicate"], caused["label"], caused["type"]) == (
+        "in", "treatment", "caused", "adverse event")
+    assert [s["text"] for s in caused["sources"][0]["spans"]] == ["Aspirin", "caused"]
+
+
+def test_entity_view_keeps_the_best_supported_facts(graph):
+    texts = ["Ada met Bob and Cy in Rome.", "Ada met Bob in Rome.", "Ada met Bob."]
+    pairs = [["Bob", "Cy"], ["Bob"], ["Bob"]]
+    graph.add(Document(f"d{i}", text, {"RE": re_({"met": [{"head": "Ada", "tail": t} for t in met],
+                                                  "visited": [{"head": "Ada", "tail": "Rome"}] * ("Rome" in text)})})
+              for i, (text, met) in enumerate(zip(texts, pairs)))
+    [ada] = graph.find("Ada")
+    every = graph.entity(ada, facts=None)
+    assert [(f["label"], f["support"]) for f in every["facts"]] == [("Bob", 3), ("Cy", 1), ("Rome", 2)]
+    best = graph.entity(ada, sources=1, facts=2)
+    assert best["fact_count"] == 3 and [(f["label"], f["support"]) for f in best["facts"]] == [("Bob", 3), ("Rome", 2)]
+    assert [len(f["sources"]) for f in best["facts"]] == [1, 1]
 
 
 def test_malformed_files_name_file_line_and_field(tmp_path):

@@ -167,8 +167,12 @@ def query(store, sparql, kind, fmt):
 @click.argument("entity")
 @_KIND
 @click.option("--type", "type_", default=None, help="The entity's type (default: every type it has).")
+@click.option("--facts", "limit", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Show the best-supported facts only (0: all).")
+@click.option("--sources", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Documents shown per fact.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def show(store, entity, kind, type_, as_json):
+def show(store, entity, kind, type_, limit, sources, as_json):
     """An entity's facts, each with the documents that state it, its spans and their sentences."""
     with _open(store, kind, read_only=True) as kg:
         found = kg.find(entity, type_)
@@ -177,7 +181,7 @@ def show(store, entity, kind, type_, as_json):
             names = ", ".join(f"{c['label']} ({c['type']})" for c in close)
             hint = f"; did you mean: {names}" if close else ""
             raise click.ClickException(f"no entity '{entity}' in {store}{hint}")
-        views = [kg.entity(iri) for iri in found]
+        views = [kg.entity(iri, sources, limit or None) for iri in found]
     if as_json:
         click.echo(json.dumps(views, ensure_ascii=False, indent=2))
         return
@@ -192,6 +196,8 @@ def show(store, entity, kind, type_, as_json):
             click.echo(f"  {arrow}  [{fact['support']} documents]")
             for source in fact["sources"]:
                 click.echo(f"      {_highlight(source)}")
+        if view["fact_count"] > len(view["facts"]):
+            click.echo(f"  … {view['fact_count'] - len(view['facts'])} less-supported facts more (--facts 0 shows all)")
         if not view["facts"]:
             for source in view["mentions"]:
                 click.echo(f"  {_highlight(source)}")

@@ -36,6 +36,7 @@ class Graph:
 
     store: GraphStore
     host: PluginHost | None = field(default=None, repr=False)
+    _known: dict[str, list[str]] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def open(cls, location: str, kind: str | None = None, *, read_only: bool = False, host: PluginHost | None = None,
@@ -92,12 +93,14 @@ class Graph:
             stats.replaced += iri in stored
             stats.added += iri not in stored
         if graphs:
+            self._known = None
             self.store.replace(graphs)
 
     def delete(self, doc_ids: Iterable[str]) -> int:
         """Remove documents and their statements; an entity that no document supports any more is gone with
         them, and so are the resolution links that name it. Returns how many documents existed."""
         iris = [document_iri(d) for d in doc_ids]
+        self._known = None
         existing = self.store.digests(iris)
         self.store.remove(existing)
         if existing and self.store.sparql:  # a store without SPARQL removes unsupported entities itself
@@ -126,9 +129,7 @@ class Graph:
         if name.startswith(f"{KGC}entity:"):
             candidates = [name]
         else:
-            types = [type_] if type_ else [r["t"] for r in self.rows(
-                "SELECT DISTINCT ?t WHERE { ?e kgc:entityType ?t } ORDER BY ?t")]
-            candidates = [entity_iri(name, t) for t in types]
+            candidates = [entity_iri(name, t) for t in ([type_] if type_ else self._vocabulary()["types"])]
         return [iri for iri in candidates if self._ask(f"ASK {{ <{iri}> a kgc:Entity }}")]
 
     def search(self, text: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -140,10 +141,11 @@ class Graph:
                      FILTER (CONTAINS(LCASE(STR(?l)), {needle})) }}
             GROUP BY ?entity ORDER BY DESC(?documents) ?label LIMIT {int(limit)}""")
 
-    def entity(self, iri: str, sources: int = 3) -> dict[str, Any]:
+    def entity(self, iri: str, sources: int = 3, facts: int | None = 50) -> dict[str, Any]:
         """An entity: its labels and type, how many documents mention it (with up to ``sources`` of them: spans
-        and sentence), and its facts, each with its support (how many documents state it) and the spans and
-        sentence of up to ``sources`` of them. A few queries, however many documents there are."""
+        and sentence), and its facts (the ``facts`` best supported; ``None``: all; ``fact_count`` says how
+        many there are), each with its support (how many documents state it) and the spans and sentence of up
+        to ``sources`` of them. A few queries, however many documents there are."""
         node = f"<{iri}>"
         labels = {r["l"]: r["n"] for r in self.rows(f"""SELECT ?l (COUNT(DISTINCT ?g) AS ?n)
             WHERE {{ GRAPH ?g {{ {node} rdfs:label ?l }} }} GROUP BY ?l ORDER BY DESC(?n) ?l""")}
@@ -151,62 +153,93 @@ class Graph:
             raise InputError(f"no entity {iri} in the graph")
         (head,) = self.rows(f"""SELECT (SAMPLE(?t) AS ?type) (COUNT(DISTINCT ?g) AS ?documents)
             WHERE {{ GRAPH ?g {{ {node} kgc:entityType ?t }} }}""")
-        facts = self.rows(f"""SELECT ?dir ?p ?o (SAMPLE(?pl) AS ?predicate) (SAMPLE(?ol) AS ?label)
-                (SAMPLE(?ot) AS ?type) (COUNT(DISTINCT ?g) AS ?support) (GROUP_CONCAT(DISTINCT STR(?g); SEPARATOR=" ")
-                AS ?documents) WHERE {{
-                {{ GRAPH ?g {{ {node} ?p ?o }} BIND ("out" AS ?dir) }} UNION {{ GRAPH ?g {{ ?o ?p {node} }} BIND ("in" AS ?dir) }}
-                ?p rdfs:label ?pl . OPTIONAL {{ ?o rdfs:label ?ol }} OPTIONAL {{ ?o kgc:entityType ?ot }}
-            }} GROUP BY ?dir ?p ?o ORDER BY ?dir ?predicate ?label""")
-        mentioned = [r["g"] for r in self.rows(f"""SELECT DISTINCT ?g WHERE {{ GRAPH ?g {{ {node} a kgc:Entity }} }}
-            ORDER BY ?g LIMIT {int(sources)}""")]
+        count, facts = self._facts(node, sources, facts)
+        mentioned = [r["g"] for r in self.rows(f"""SELECT ?g WHERE {{ GRAPH ?g {{ {node} kgc:entityType ?t }} }}
+            LIMIT {int(sources)}""")]
+        found = self._sources({(doc, iri) for doc in mentioned} | {
+            (doc, n) for f in facts for doc in f["documents"] for n in ((iri, f["value"]) if f["type"] else (iri,))})
         for fact in facts:
-            fact["direction"], fact["value"] = fact.pop("dir"), fact.pop("o")
-            del fact["p"]
-            fact["documents"] = sorted(fact["documents"].split())[:sources]
-        wanted = {doc for f in facts for doc in f["documents"]} | set(mentioned)
-        found = self._sources(wanted, [iri] + [f["value"] for f in facts if f["type"]])
-        for fact in facts:
-            nodes = {iri, fact["value"]}
-            fact["sources"] = [found[doc](nodes) for doc in fact.pop("documents")]
+            fact["sources"] = [found(doc, {iri, fact["value"]}) for doc in fact.pop("documents")]
         same = self.rows(f"""SELECT ?m (SAMPLE(?l) AS ?label) WHERE {{ GRAPH <{RESOLUTION_GRAPH}> {{
             {node} owl:sameAs ?m }} ?m rdfs:label ?l }} GROUP BY ?m ORDER BY ?label""")
         canonical = self.rows(f"SELECT ?c WHERE {{ GRAPH <{RESOLUTION_GRAPH}> {{ {node} kgc:canonical ?c }} }}")
         return {"iri": iri, "label": next(iter(labels)), "labels": sorted(labels), "type": head["type"],
-                "documents": head["documents"], "mentions": [found[doc]({iri}) for doc in mentioned],
-                "facts": facts, "same_as": [{"iri": r["m"], "label": r["label"]} for r in same],
+                "documents": head["documents"], "mentions": [found(doc, {iri}) for doc in mentioned],
+                "facts": facts, "fact_count": count, "same_as": [{"iri": r["m"], "label": r["label"]} for r in same],
                 "canonical": canonical[0]["c"] if canonical else iri}
 
-    def _sources(self, docs: set[str], nodes: list[str]) -> dict[str, Any]:
-        """For each document, a function giving where it mentions some of ``nodes``: spans and the sentence."""
-        if not docs:
-            return {}
-        graphs, values = " ".join(f"<{d}>" for d in sorted(docs)), " ".join(f"<{n}>" for n in sorted(set(nodes)))
-        texts = {r["g"]: r["text"] for r in self.rows(f"""SELECT ?g ?text WHERE {{ GRAPH ?g {{ ?g kgc:text ?text }}
-            VALUES ?g {{ {graphs} }} }}""")}
-        spans: dict[str, list[tuple[int, int, str]]] = {d: [] for d in docs}
-        for r in self.rows(f"""SELECT DISTINCT ?g ?n ?start ?end WHERE {{ GRAPH ?g {{
-                ?m kgc:mentionOf ?n ; kgc:start ?start ; kgc:end ?end }} VALUES ?g {{ {graphs} }} VALUES ?n {{ {values} }}
-            }} ORDER BY ?g ?start ?end"""):
-            spans[r["g"]].append((r["start"], r["end"], r["n"]))
+    def _facts(self, node: str, sources: int, limit: int | None) -> tuple[int, list[dict[str, Any]]]:
+        """How many relations, roles and attributes have ``node`` at one end, and the ``limit`` best supported:
+        predicate, direction, the other end (value, label, type), support and up to ``sources`` of the
+        documents that state it."""
+        predicates = " ".join(f"<{p}>" for p in self._vocabulary()["predicates"])
+        if not predicates:
+            return 0, []
+        stated: dict[tuple[str, str, Any], set[str]] = {}
+        for direction, pattern in (("out", f"{node} ?p ?o"), ("in", f"?o ?p {node}")):
+            for r in self.rows(f"SELECT ?g ?p ?o WHERE {{ GRAPH ?g {{ {pattern} }} VALUES ?p {{ {predicates} }} }}"):
+                stated.setdefault((direction, r["p"], r["o"]), set()).add(r["g"])
+        count = len(stated)
+        if limit is not None and count > limit:
+            stated = dict(sorted(stated.items(), key=lambda item: (-len(item[1]), str(item[0])))[:limit])
+        # what the other ends are called (an entity's label and type; an event's trigger and type), read in
+        # a document that states the fact
+        pairs = " ".join(f"(<{min(docs)}> <{o}>)" for (_, p, o), docs in stated.items() if not _is_attribute(p))
+        names: dict[str, dict[str, Any]] = {}
+        if pairs:
+            values = f"VALUES (?g ?x) {{ {pairs} }}"  # in each branch: so the store starts from them
+            for r in self.rows(f"""SELECT ?x ?label ?type WHERE {{
+                    {{ GRAPH ?g {{ ?x rdfs:label ?label ; kgc:entityType ?type }} {values} }} UNION
+                    {{ GRAPH ?g {{ ?x kgc:eventType ?type OPTIONAL {{ ?x kgc:trigger ?label }} }} {values} }} }}"""):
+                names.setdefault(r["x"], r)
+        facts = [{"direction": direction, "predicate": _term_name(p), "value": o,
+                  "label": names.get(o, {}).get("label"), "type": names.get(o, {}).get("type"),
+                  "support": len(docs), "documents": sorted(docs)[:sources]}
+                 for (direction, p, o), docs in stated.items()]
+        return count, sorted(facts, key=lambda f: (f["direction"], f["predicate"], str(f["label"] or f["value"])))
 
-        def source(doc: str) -> Any:
-            def where(wanted: set[str]) -> dict[str, Any]:
-                text, found = texts[doc], [(s, e) for s, e, n in spans[doc] if n in wanted]
-                start, end = _sentence(text, found[0][0] if found else 0)
-                return {"document": doc, "spans": [{"start": s, "end": e, "text": text[s:e]} for s, e in found],
-                        "sentence": {"start": start, "end": end, "text": text[start:end]}}
-            return where
+    def _vocabulary(self) -> dict[str, list[str]]:
+        """The entity types and the relation, role and attribute predicates in the graph (kept until a write)."""
+        if self._known is None:
+            self._known = {
+                "types": sorted(r["t"] for r in self.rows("SELECT DISTINCT ?t WHERE { ?e kgc:entityType ?t }")),
+                "predicates": sorted(r["p"] for r in self.rows("""SELECT DISTINCT ?p WHERE {
+                    { ?p a kgc:Relation } UNION { ?p a kgc:Role } UNION { ?p a kgc:Attribute } }"""))}
+        return self._known
 
-        return {doc: source(doc) for doc in docs}
+    def _sources(self, wanted: set[tuple[str, str]]) -> Any:
+        """A function giving where a document mentions some nodes (spans and the sentence), for the documents
+        and nodes of the ``(document, node)`` pairs ``wanted``."""
+        texts: dict[str, str] = {}
+        spans: dict[str, list[tuple[int, int, str]]] = {}
+        if wanted:
+            graphs = " ".join(f"<{d}>" for d in sorted({d for d, _ in wanted}))
+            texts = {r["g"]: r["text"] for r in self.rows(f"""SELECT ?g ?text WHERE {{ GRAPH ?g {{ ?g kgc:text ?text }}
+                VALUES ?g {{ {graphs} }} }}""")}
+            pairs = " ".join(f"(<{d}> <{n}>)" for d, n in sorted(wanted))
+            for r in self.rows(f"""SELECT ?g ?n ?start ?end WHERE {{ GRAPH ?g {{
+                    ?m kgc:mentionOf ?n ; kgc:start ?start ; kgc:end ?end }} VALUES (?g ?n) {{ {pairs} }} }}"""):
+                spans.setdefault(r["g"], []).append((r["start"], r["end"], r["n"]))
+
+        def where(doc: str, nodes: set[str]) -> dict[str, Any]:
+            text = texts[doc]
+            found = sorted({(s, e) for s, e, n in spans.get(doc, ()) if n in nodes})
+            start, end = _sentence(text, found[0][0] if found else 0)
+            return {"document": doc, "spans": [{"start": s, "end": e, "text": text[s:e]} for s, e in found],
+                    "sentence": {"start": start, "end": end, "text": text[start:end]}}
+
+        return where
 
     def stats(self) -> dict[str, Any]:
         """How many documents, entities (per type), relation edges, events, mentions and quads."""
         count = lambda where: self.rows(f"SELECT (COUNT(*) AS ?n) WHERE {{ {where} }}")[0]["n"]  # noqa: E731
+        relations = " ".join(f"<{p}>" for p in self._vocabulary()["predicates"] if p.startswith(f"{KGC}rel:"))
         by_type = {r["t"]: r["n"] for r in self.rows(
             "SELECT ?t (COUNT(DISTINCT ?e) AS ?n) WHERE { ?e kgc:entityType ?t } GROUP BY ?t ORDER BY ?t")}
         return {"documents": count("SELECT DISTINCT ?g WHERE { GRAPH ?g { ?g a kgc:Document } }"),
                 "entities": sum(by_type.values()), "entity_types": by_type,
-                "relations": count("SELECT DISTINCT ?s ?p ?o WHERE { ?p a kgc:Relation . ?s ?p ?o }"),
+                "relations": count(f"SELECT DISTINCT ?s ?p ?o WHERE {{ ?s ?p ?o }} VALUES ?p {{ {relations} }}")
+                if relations else 0,
                 "events": count("SELECT DISTINCT ?e WHERE { ?e a kgc:Event }"),
                 "mentions": count("SELECT DISTINCT ?m WHERE { ?m a kgc:Mention }"),
                 "quads": count("GRAPH ?g { ?s ?p ?o }")}
@@ -255,6 +288,16 @@ def _sentence(text: str, at: int) -> tuple[int, int]:
     start = max((m.end() for m in _SENTENCE_END.finditer(text, 0, at)), default=0)
     end = next((m.end() for m in _SENTENCE_END.finditer(text, at)), len(text))
     return start + len(text[start:end]) - len(text[start:end].lstrip()), end
+
+
+def _is_attribute(predicate: str) -> bool:
+    """Whether a predicate is an attribute's (its values are literals, not nodes)."""
+    return predicate.startswith(f"{KGC}attr:")
+
+
+def _term_name(iri: str) -> str:
+    """A relation, role or attribute predicate's name (``urn:kgc:rel:born%20in`` → ``born in``)."""
+    return unquote(iri.split(":", 3)[3])
 
 
 def _doc_id(iri: str) -> str:
