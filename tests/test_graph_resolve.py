@@ -145,6 +145,19 @@ def test_edited_members_and_undecided_lines(kg, tmp_path):
     assert canonical(kg, THE_EU) == EU and members(kg, EU) == [EU] + sorted([EUROPEAN_UNION, THE_EU])
 
 
+def test_decisions_as_objects_name_their_source(kg):
+    [proposal] = propose(kg)
+    before = quads(kg)
+    with pytest.raises(InputError, match="different types") as error:
+        apply(kg, [proposal | {"decision": "reject"}, {"decision": "accept", "members": [EU, EU_PLACE],
+                                                      "canonical": EU}], source="the web page")
+    assert (error.value.path, error.value.line, error.value.field) == ("the web page", 2, "members")
+    assert quads(kg) == before  # every decision is checked before anything is written
+    assert apply(kg, [proposal | {"decision": "accept"}], by="ada", source="the web page")["accepted"] == 1
+    [record] = history(kg)
+    assert (record["file"], record["line"], record["by"]) == ("the web page", 1, "ada")
+
+
 @pytest.mark.parametrize("line, field, message", [
     ("{oops", None, "not a JSON line"),
     ('["accept"]', None, "a decision is a JSON object"),

@@ -154,8 +154,7 @@ class Graph:
         (head,) = self.rows(f"""SELECT (SAMPLE(?t) AS ?type) (COUNT(DISTINCT ?g) AS ?documents)
             WHERE {{ GRAPH ?g {{ {node} kgc:entityType ?t }} }}""")
         count, facts = self._facts(node, sources, facts)
-        mentioned = [r["g"] for r in self.rows(f"""SELECT ?g WHERE {{ GRAPH ?g {{ {node} kgc:entityType ?t }} }}
-            LIMIT {int(sources)}""")]
+        mentioned = self._documents_of(iri, sources)
         found = self._sources({(doc, iri) for doc in mentioned} | {
             (doc, n) for f in facts for doc in f["documents"] for n in ((iri, f["value"]) if f["type"] else (iri,))})
         for fact in facts:
@@ -182,21 +181,54 @@ class Graph:
         count = len(stated)
         if limit is not None and count > limit:
             stated = dict(sorted(stated.items(), key=lambda item: (-len(item[1]), str(item[0])))[:limit])
-        # what the other ends are called (an entity's label and type; an event's trigger and type), read in
-        # a document that states the fact
-        pairs = " ".join(f"(<{min(docs)}> <{o}>)" for (_, p, o), docs in stated.items() if not _is_attribute(p))
-        names: dict[str, dict[str, Any]] = {}
-        if pairs:
-            values = f"VALUES (?g ?x) {{ {pairs} }}"  # in each branch: so the store starts from them
-            for r in self.rows(f"""SELECT ?x ?label ?type WHERE {{
-                    {{ GRAPH ?g {{ ?x rdfs:label ?label ; kgc:entityType ?type }} {values} }} UNION
-                    {{ GRAPH ?g {{ ?x kgc:eventType ?type OPTIONAL {{ ?x kgc:trigger ?label }} }} {values} }} }}"""):
-                names.setdefault(r["x"], r)
+        names = self._names({(min(docs), o) for (_, p, o), docs in stated.items() if not _is_attribute(p)})
         facts = [{"direction": direction, "predicate": _term_name(p), "value": o,
                   "label": names.get(o, {}).get("label"), "type": names.get(o, {}).get("type"),
                   "support": len(docs), "documents": sorted(docs)[:sources]}
                  for (direction, p, o), docs in stated.items()]
         return count, sorted(facts, key=lambda f: (f["direction"], f["predicate"], str(f["label"] or f["value"])))
+
+    def subgraph(self, iri: str | None = None, limit: int = 200) -> dict[str, list[dict[str, Any]]]:
+        """Nodes and edges to draw: the relation and role edges at ``iri`` (without one: in the whole graph),
+        the ``limit`` best supported. Nodes: ``id``, ``label``, ``type``, ``kind`` (entity or event); edges:
+        ``source``, ``target``, ``label`` (the predicate's name), ``support``."""
+        predicates = " ".join(f"<{p}>" for p in self._vocabulary()["predicates"] if not _is_attribute(p))
+        values = f"VALUES ?p {{ {predicates} }}"
+        if iri:
+            where = (f"{{ GRAPH ?g {{ <{iri}> ?p ?o }} {values} BIND (<{iri}> AS ?s) }} UNION "
+                     f"{{ GRAPH ?g {{ ?s ?p <{iri}> }} {values} BIND (<{iri}> AS ?o) }}")
+        else:
+            where = f"GRAPH ?g {{ ?s ?p ?o }} {values}"
+        rows = self.rows(f"""SELECT ?s ?p ?o (COUNT(DISTINCT ?g) AS ?support) (MIN(STR(?g)) AS ?doc)
+            WHERE {{ {where} }} GROUP BY ?s ?p ?o ORDER BY DESC(?support) ?s ?p ?o LIMIT {int(limit)}""") \
+            if predicates else []
+        ends = {(r["doc"], r[end]) for r in rows for end in ("s", "o")}
+        if iri and not rows:
+            ends = {(doc, iri) for doc in self._documents_of(iri, 1)}
+        names = self._names(ends)
+        nodes = [{"id": node, "label": names[node]["label"] or names[node]["type"], "type": names[node]["type"],
+                  "kind": "entity" if node.startswith(f"{KGC}entity:") else "event"} for node in sorted(names)]
+        edges = [{"source": r["s"], "target": r["o"], "label": _term_name(r["p"]), "support": r["support"]}
+                 for r in rows]
+        return {"nodes": nodes, "edges": edges}
+
+    def _documents_of(self, iri: str, limit: int) -> list[str]:
+        return [r["g"] for r in self.rows(f"""SELECT ?g WHERE {{ GRAPH ?g {{ <{iri}> kgc:entityType ?t }} }}
+            LIMIT {int(limit)}""")]
+
+    def _names(self, pairs: set[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+        """What nodes are called (an entity's label and type; an event's trigger and type), each read in the
+        document of its ``(document, node)`` pair."""
+        if not pairs:
+            return {}
+        # VALUES in each branch, so that the store starts from the pairs
+        values = f"VALUES (?g ?x) {{ {' '.join(f'(<{g}> <{x}>)' for g, x in sorted(pairs))} }}"
+        names: dict[str, dict[str, Any]] = {}
+        for r in self.rows(f"""SELECT ?x ?label ?type WHERE {{
+                {{ GRAPH ?g {{ ?x rdfs:label ?label ; kgc:entityType ?type }} {values} }} UNION
+                {{ GRAPH ?g {{ ?x kgc:eventType ?type OPTIONAL {{ ?x kgc:trigger ?label }} }} {values} }} }}"""):
+            names.setdefault(r["x"], r)
+        return names
 
     def _vocabulary(self) -> dict[str, list[str]]:
         """The entity types and the relation, role and attribute predicates in the graph (kept until a write)."""

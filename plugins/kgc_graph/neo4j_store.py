@@ -26,7 +26,7 @@ from kgcore import InputError
 from .cypher import cypher_name
 from .model import KGC, RDF, Document, Result, in_graph
 from .property_graph import property_graph
-from .store import GraphStore
+from .store import GraphStore, one_line
 
 _NODE_LABELS = ("Entity", "Event")
 _SCHEMA = [f"CREATE CONSTRAINT kgc_{label.lower()} IF NOT EXISTS FOR (n:{label}) REQUIRE n.id IS UNIQUE"
@@ -243,4 +243,4 @@ def _document(row: Any) -> Document:
 
 
 def _one_line(exc: Exception) -> str:
-    return " ".join(str(getattr(exc, "message", None) or exc).split())
+    return one_line(str(getattr(exc, "message", None) or exc))

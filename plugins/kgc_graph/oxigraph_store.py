@@ -20,7 +20,7 @@ from pyoxigraph import NamedNode, Quad, RdfFormat, Store
 from kgcore import InputError
 
 from .model import KGC, PENDING_GRAPH as PENDING, PREFIXES, in_graph
-from .store import GraphStore
+from .store import GraphStore, one_line
 
 _DIGEST, _RESULT = NamedNode(KGC + "digest"), NamedNode(KGC + "result")
 _WRITES = NamedNode(KGC + "writes")
@@ -65,8 +65,8 @@ class OxigraphStore(GraphStore):
         return sorted(q.object.value for q in self.store.quads_for_pattern(node, _WRITES, None, node))
 
     def flush(self) -> None:
-        if self._pending is not None:
-            self._pending, pending = None, self._pending
+        pending = self._pending  # kept: waiting again costs nothing, and threads that read never race on it
+        if pending is not None:
             pending.result()
 
     def digests(self, graphs: Iterable[str]) -> dict[str, str]:
@@ -112,14 +112,14 @@ class OxigraphStore(GraphStore):
         try:
             return self.store.query(sparql, use_default_graph_as_union=True, prefixes=PREFIXES)
         except SyntaxError as exc:
-            raise InputError(f"SPARQL syntax error: {exc}") from None
+            raise InputError(f"SPARQL syntax error: {one_line(str(exc))}") from None
 
     def update(self, sparql: str) -> None:
         self.flush()
         try:
             self.store.update(sparql, prefixes=PREFIXES)
         except SyntaxError as exc:
-            raise InputError(f"SPARQL syntax error: {exc}") from None
+            raise InputError(f"SPARQL syntax error: {one_line(str(exc))}") from None
 
     def quads(self) -> Iterator[Quad]:
         self.flush()

@@ -13,6 +13,7 @@ import json
 import re
 import unicodedata
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import combinations
@@ -109,18 +110,24 @@ def propose(graph: Graph, threshold: float = 90.0, examples: int = 2) -> list[di
     return sorted(proposals, key=lambda p: (p["type"], p["label"], p["canonical"]))
 
 
-def apply(graph: Graph, path: str | Path, by: str | None = None) -> dict[str, int]:
-    """Record the decisions of a reviewed decisions file; returns how many were accepted, rejected,
-    undecided (``"decision": null``) and unchanged (recorded before: applying a file again changes nothing).
+def apply(graph: Graph, decisions: str | Path | Iterable[Mapping[str, Any]], by: str | None = None,
+          source: str = "") -> dict[str, int]:
+    """Record reviewed decisions (a decisions file, or its lines as objects, ``source`` naming where they
+    came from); returns how many were accepted, rejected, undecided (``"decision": null``) and unchanged
+    (recorded before: applying a file again changes nothing).
 
-    The whole file is checked before anything is written: a malformed line raises :class:`InputError`
-    naming the file, line and field.
+    Every decision is checked before anything is written: a malformed one raises :class:`InputError`
+    naming the file (or ``source``), line and field.
     """
-    path = Path(path)
-    decisions = _read(graph, path)
+    if isinstance(decisions, (str, Path)):
+        path = Path(decisions)
+        source, decisions = str(path.resolve()), _read(graph, path)
+    else:
+        decisions = [(number, _checked(graph, data, {"path": source or "decisions", "line": number}))
+                     for number, data in enumerate(decisions, 1)]
     time = literal(datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), XSD + "dateTime")
     counts = Counter({"accepted": 0, "rejected": 0, "undecided": 0, "unchanged": 0})
-    for line, data, iris in decisions:
+    for line, (data, iris) in decisions:
         decision = data.get("decision")
         if decision is None:
             counts["undecided"] += 1
@@ -132,7 +139,7 @@ def apply(graph: Graph, path: str | Path, by: str | None = None) -> dict[str, in
         record = [(node, RDF + "type", NamedNode(KGC + "Decision")), (node, KGC + "decision", literal(decision)),
                   (node, KGC + "chosen", NamedNode(data["canonical"])), (node, PROV + "generatedAtTime", time),
                   (node, KGC + "decidedBy", literal(data.get("by") or by or _user())),
-                  (node, KGC + "decisionsFile", literal(str(path.resolve()))), (node, KGC + "line", literal(line))]
+                  (node, KGC + "decisionsFile", literal(source)), (node, KGC + "line", literal(line))]
         record += [(node, KGC + "member", NamedNode(iri)) for iri in iris]
         record += [(node, KGC + "reason", literal(r)) for r in data.get("reasons") or ()]
         if data.get("score") is not None:
@@ -302,8 +309,8 @@ class _Clusters:
 
 
 # -- applying -------------------------------------------------------------------------------
-def _read(graph: Graph, path: Path) -> list[tuple[int, dict[str, Any], list[str]]]:
-    """The decisions file's lines, checked: ``(line number, the line's object, member IRIs)``."""
+def _read(graph: Graph, path: Path) -> list[tuple[int, tuple[dict[str, Any], list[str]]]]:
+    """The decisions file's lines, checked: ``(line number, (the line's object, member IRIs))``."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -317,31 +324,37 @@ def _read(graph: Graph, path: Path) -> list[tuple[int, dict[str, Any], list[str]
             data = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InputError(f"not a JSON line: {exc.msg}", **where) from None
-        if not isinstance(data, dict):
-            raise InputError("a decision is a JSON object", **where)
-        if data.get("decision") not in (None, "accept", "reject"):
-            raise InputError(f"{data['decision']!r} is none of accept, reject, null", field="decision", **where)
-        members_ = data.get("members")
-        iris = [m.get("iri") if isinstance(m, dict) else m for m in members_] if isinstance(members_, list) else []
-        if data.get("decision") is not None:
-            if not all(isinstance(i, str) for i in iris) or len(set(iris)) < max(2, len(iris)):
-                raise InputError("members must name two or more distinct entities", field="members", **where)
-            types = _types(graph, iris, where)
-            if len(set(types.values())) > 1:
-                raise InputError(f"members have different types ({', '.join(sorted(set(types.values())))}): "
-                                 "entities merge only within a type", field="members", **where)
-            if data.get("canonical") not in iris:
-                raise InputError("canonical must be one of the members' IRIs", field="canonical", **where)
-            score = data.get("score")
-            if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
-                raise InputError("score must be a number", field="score", **where)
-            reasons = data.get("reasons", [])
-            if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
-                raise InputError("reasons must be a list of strings", field="reasons", **where)
-            if not isinstance(data.get("by", ""), str):
-                raise InputError("by must be a string", field="by", **where)
-        out.append((number, data, iris))
+        out.append((number, _checked(graph, data, where)))
     return out
+
+
+def _checked(graph: Graph, data: Any, where: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A decision, checked, and its member IRIs."""
+    if not isinstance(data, Mapping):
+        raise InputError("a decision is a JSON object", **where)
+    data = dict(data)
+    if data.get("decision") not in (None, "accept", "reject"):
+        raise InputError(f"{data['decision']!r} is none of accept, reject, null", field="decision", **where)
+    members_ = data.get("members")
+    iris = [m.get("iri") if isinstance(m, dict) else m for m in members_] if isinstance(members_, list) else []
+    if data.get("decision") is not None:
+        if not all(isinstance(i, str) for i in iris) or len(set(iris)) < max(2, len(iris)):
+            raise InputError("members must name two or more distinct entities", field="members", **where)
+        types = _types(graph, iris, where)
+        if len(set(types.values())) > 1:
+            raise InputError(f"members have different types ({', '.join(sorted(set(types.values())))}): "
+                             "entities merge only within a type", field="members", **where)
+        if data.get("canonical") not in iris:
+            raise InputError("canonical must be one of the members' IRIs", field="canonical", **where)
+        score = data.get("score")
+        if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
+            raise InputError("score must be a number", field="score", **where)
+        reasons = data.get("reasons", [])
+        if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+            raise InputError("reasons must be a list of strings", field="reasons", **where)
+        if not isinstance(data.get("by", ""), str):
+            raise InputError("by must be a string", field="by", **where)
+    return data, iris
 
 
 def _types(graph: Graph, iris: list[str], where: dict[str, Any] | None = None) -> dict[str, str]:

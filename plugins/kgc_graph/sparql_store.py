@@ -20,7 +20,7 @@ from pyoxigraph import NamedNode, Quad, QueryResultsFormat, RdfFormat, Store, pa
 from kgcore import InputError
 
 from .model import KGC, PREFIXES
-from .store import GraphStore
+from .store import GraphStore, one_line
 
 _PROLOGUE = " ".join(f"PREFIX {name}: <{iri}>" for name, iri in PREFIXES.items()) + "\n"
 _RESULTS, _TRIPLES = "application/sparql-results+json", "application/n-triples"
@@ -176,9 +176,7 @@ def _update_url(location: str) -> str:
     return location
 
 
-def _one_line(message: str, prologue: bool, limit: int = 500) -> str:
+def _one_line(message: str, prologue: bool) -> str:
     """A server's error message on one line; with ``prologue``, its line numbers those of the request without it."""
-    text = " ".join(message.split())
-    if prologue:
-        text = _LINE.sub(lambda m: str(max(int(m.group()) - 1, 1)), text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    text = one_line(message, 500)
+    return _LINE.sub(lambda m: str(max(int(m.group()) - 1, 1)), text) if prologue else text

@@ -74,6 +74,12 @@ class GraphStore:
         """Release files, connections and locks."""
 
 
+def one_line(message: str, limit: int = 300) -> str:
+    """An error message on one line, at most ``limit`` characters."""
+    text = " ".join(message.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def open_store(location: str, kind: str | None = None, *, read_only: bool = False, host: PluginHost | None = None,
                **options: Any) -> GraphStore:
     """The store at ``location``: of the kind named, else of the first registered kind that accepts it
