@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+from kgcore import InputError
 from kgcore.backend import Backend, BackendError, Generation
+
+# What llama-cpp-python's JSON-schema-to-grammar converter spells wrong: quotes (the grammar does not parse,
+# and llama.cpp crashes on it), backslashes (read as JSON escapes: "a\\b" comes back as "a<backspace>"),
+# control characters (llama.cpp aborts while sampling) and characters beyond U+FFFF (dropped).
+_UNGRAMMATICAL = re.compile(r'["\\\x00-\x1f\x7f]|[^\x00-\uffff]')
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,12 @@ class LlamaCppBackend(Backend):
         if key not in self._grammars:
             from llama_cpp import LlamaGrammar
 
+            bad = next((s for s in _literals(schema) if _UNGRAMMATICAL.search(s)), None)
+            if bad is not None:
+                raise InputError(f"llamacpp: cannot constrain answers to the label {bad!r}: llama.cpp grammars do "
+                                 "not hold quotes, backslashes, control characters or characters beyond U+FFFF; "
+                                 "rename it, or decode without constraints (--no-constrained)")
+
             self._grammars[key] = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
         return self._grammars[key]
 
@@ -106,3 +121,22 @@ class LlamaCppBackend(Backend):
         llm, self.llm = getattr(self, "llm", None), None
         if llm is not None:
             llm.close()
+
+
+def _literals(schema: Any) -> Iterator[str]:
+    """The strings a grammar for ``schema`` spells out: property names, ``enum`` and ``const`` values."""
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if key == "properties" and isinstance(value, dict):
+                yield from value
+                for child in value.values():
+                    yield from _literals(child)
+            elif key == "enum" and isinstance(value, list):
+                yield from (v for v in value if isinstance(v, str))
+            elif key == "const" and isinstance(value, str):
+                yield value
+            else:
+                yield from _literals(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            yield from _literals(item)

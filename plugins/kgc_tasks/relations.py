@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kgcore import Label, SchemaItem
+from kgcore import InputError, Label, SchemaItem
 from kgcore.task import STRING, object_schema, unique
 
 from .annotations import RELATION_SCHEMA, Annotated, Relation
@@ -29,7 +29,7 @@ def spo_label(text: str) -> Label:
     """A typed relation from the reference's ``subjectType_predicate_objectType`` string."""
     parts = text.split("_")
     if len(parts) < 3:
-        raise ValueError(f"SPO label '{text}' is not of the form subjectType_predicate_objectType")
+        raise InputError(f"SPO label {text!r} is not of the form subjectType_predicate_objectType")
     return Label("_".join(parts[1:-1]), subject_type=parts[0], object_type=parts[-1])
 
 
