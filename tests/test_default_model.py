@@ -69,6 +69,14 @@ def test_missing_base_model_names_the_install_command(monkeypatch):
         default_model.base_gguf()
 
 
+def test_missing_llama_cpp_names_the_install_command(monkeypatch, smollm2_gguf):
+    from kgc_backends.llamacpp import LlamaCppBackend, LlamaCppOptions
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    with pytest.raises(BackendError, match=r"llama-cpp-python is missing; run: .*pip install .*kgcore\[llamacpp\]"):
+        LlamaCppBackend(LlamaCppOptions(model=str(smollm2_gguf)))
+
+
 @pytest.mark.parametrize(("text", "language"), [
     ("Angela Merkel visited Paris.", "en"), ("王小明毕业于北京大学。", "zh"), ("2024 年 Apple 发布了新品", "zh"),
     ("", "en")])

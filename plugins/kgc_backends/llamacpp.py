@@ -53,7 +53,11 @@ class LlamaCppBackend(Backend):
         if options.lora == "none":
             options = replace(options, lora="")
         super().__init__(options)
-        from llama_cpp import Llama
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise BackendError("llamacpp: llama-cpp-python is missing; run: CMAKE_ARGS=\"-DGGML_NATIVE=OFF "
+                               "-DLLAVA_BUILD=OFF\" pip install --no-cache-dir 'kgcore[llamacpp]'") from exc
 
         if not Path(options.model).is_file():
             raise BackendError(f"llamacpp: no GGUF file at '{options.model}'")
