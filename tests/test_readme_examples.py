@@ -1,0 +1,128 @@
+"""The README's worked examples of the default model print what the README shows.
+
+Each ``kgc extract`` command of the "Worked examples" section that names no model is read from README.md,
+run with the real default model (SmolLM2-135M-Instruct + kgc's IE adapter, llama.cpp, greedy) and its
+output compared with the JSON block that follows it. ``…`` in that block marks what the README leaves
+out: an item of an object or a list, or the start or end of a string.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+ELIDED = "\u2026"
+_KEY = "\u2026elided"  # an object's left-out members, after json_with_elisions
+
+
+def worked_examples(text: str) -> list[tuple[str, str]]:
+    """``(command, shown output)`` for every default-model ``kgc extract`` block of "Worked examples"."""
+    section = text[text.index("\n## Worked examples"):]
+    section = section[:section.index("\n## ", 1)]
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```", section, flags=re.S | re.M)
+    found = []
+    for (lang, body), (next_lang, next_body) in zip(blocks, blocks[1:]):
+        command = body.strip()
+        if lang != "bash" or "\n" in command or not command.startswith(".venv/bin/kgc extract "):
+            continue
+        args = shlex.split(command)
+        if {"-m", "--model", "-b", "--backend"} & set(args):
+            continue
+        assert next_lang == "json", f"README.md: no ```json output block after {command}"
+        found.append((command, next_body))
+    return found
+
+
+def json_with_elisions(shown: str):
+    """Parse a shown JSON value in which a bare ``…`` stands for left-out members or items."""
+    out, stack, in_string, escaped = [], [], False, False
+    for ch in shown:
+        if in_string:
+            in_string = not (ch == '"' and not escaped)
+            escaped = ch == "\\" and not escaped
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            stack.append(ch)
+        elif ch in "]}":
+            stack.pop()
+        elif ch == ELIDED:
+            out.append(f'"{_KEY}": null' if stack and stack[-1] == "{" else f'"{_KEY}"')
+            continue
+        out.append(ch)
+    return json.loads("".join(out))
+
+
+def mismatches(shown, actual, where: str = "$") -> list[str]:
+    """Where ``actual`` differs from what the README shows (elisions allowed)."""
+    if isinstance(shown, dict):
+        if not isinstance(actual, dict):
+            return [f"{where}: README shows an object, the command printed {actual!r}"]
+        keys = [k for k in shown if k != _KEY]
+        problems = [f"{where}: README shows key {k!r}, the command printed none" for k in keys if k not in actual]
+        if _KEY not in shown:
+            problems += [f"{where}: the command printed key {k!r}, not in the README" for k in actual if k not in shown]
+        for k in keys:
+            if k in actual:
+                problems += mismatches(shown[k], actual[k], f"{where}.{k}")
+        return problems
+    if isinstance(shown, list):
+        if not isinstance(actual, list):
+            return [f"{where}: README shows a list, the command printed {actual!r}"]
+        items = [item for item in shown if item != _KEY]
+        if len(items) == len(shown):  # nothing left out: the same items in the same order
+            if len(shown) != len(actual):
+                return [f"{where}: README shows {len(shown)} items, the command printed {len(actual)}: {actual!r}"]
+            return [p for i, (s, a) in enumerate(zip(shown, actual)) for p in mismatches(s, a, f"{where}[{i}]")]
+        rest = iter(enumerate(actual))  # the shown items, in order, among the printed ones
+        for item in items:
+            if not any(not mismatches(item, a) for _, a in rest):
+                return [f"{where}: README shows {item!r}, not printed in that order: {actual!r}"]
+        return []
+    if isinstance(shown, str) and isinstance(actual, str) and ELIDED in shown:
+        head, _, tail = shown.partition(ELIDED)
+        tail = tail.rstrip(ELIDED)
+        ok = actual.startswith(head) and actual.endswith(tail) and len(actual) >= len(head) + len(tail)
+        return [] if ok else [f"{where}: README shows {shown!r}, the command printed {actual!r}"]
+    return [] if shown == actual else [f"{where}: README shows {shown!r}, the command printed {actual!r}"]
+
+
+def test_elided_json_is_read_as_the_readme_means_it():
+    shown = json_with_elisions('{"a": "6df5…", "b": [1, …], "c": {"x": 1, …}, "d": "…/f.gguf", …}')
+    assert not mismatches(shown, {"a": "6df55b", "b": [1, 2], "c": {"x": 1, "y": 2}, "d": "/p/f.gguf", "e": 0})
+    assert mismatches(shown, {"a": "7df5", "b": [1], "c": {"x": 1}, "d": "/f.gguf"})
+    assert mismatches(json_with_elisions('{"a": [1, 2]}'), {"a": [1, 2], "b": 0})  # no … : every key is shown
+    assert mismatches(json_with_elisions('[[1], …, [3]]'), [[3], [1]])  # shown items keep their order
+
+
+EXAMPLES = worked_examples(README.read_text(encoding="utf-8"))
+
+
+def test_the_readme_has_worked_examples_of_ner_re_and_ee():
+    tasks = {shlex.split(command)[shlex.split(command).index("--task") + 1] for command, _ in EXAMPLES}
+    assert {"NER", "RE", "EE"} <= tasks, f"README.md: worked examples of the default model cover only {tasks}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command, shown", EXAMPLES, ids=[c[len(".venv/bin/kgc extract "):][:40] for c, _ in EXAMPLES])
+def test_worked_example_prints_what_the_readme_shows(command, shown, smollm2_gguf):
+    expected = json_with_elisions(shown)
+    args = shlex.split(command)[1:]  # .venv/bin/kgc -> the kgc of this interpreter
+    env = dict(os.environ)
+    env.pop("OMP_WAIT_POLICY", None)  # conftest's PASSIVE slows llama.cpp several times over
+    done = subprocess.run([sys.executable, "-m", "kgcore.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, f"{command}\n{done.stderr}"
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1, f"{command} printed {len(lines)} lines"
+    problems = mismatches(expected, json.loads(lines[0]))
+    assert not problems, f"README.md: {command}\n" + "\n".join(problems)
