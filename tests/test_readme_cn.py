@@ -82,3 +82,16 @@ def test_the_demo_gif_is_shown(name):
 def test_images_exist(name):
     missing = [t for bang, t in _LINK.findall(READMES[name]) if bang and local(t) and not (ROOT / t).exists()]
     assert not missing, f"{name} shows images that do not exist: {missing}"
+
+
+@pytest.mark.parametrize("name, heading, next_heading", [("README.md", "## Quick start", "\n## "),
+                                                         ("README_CN.md", "## 快速开始", "\n## ")])
+def test_quick_start_is_two_commands(name, heading, next_heading):
+    text = READMES[name]
+    section = text[text.index(heading):]
+    section = section[:section.index(next_heading, len(heading))]
+    blocks = re.findall(r"^```bash\n(.*?)\n```", section, flags=re.S | re.M)
+    assert len(blocks) == 2 and all("\n" not in b for b in blocks), (
+        f"{name}: the quick start must be exactly two one-line commands (set up + main job, set up + tests), "
+        f"found {len(blocks)} blocks")
+    assert blocks[1].startswith("bash .ci/setup && ") and "pytest" in blocks[1], f"{name}: the second runs the tests"
