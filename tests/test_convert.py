@@ -94,18 +94,93 @@ def test_hard_negatives_for_spo_match_iepile_cluster_count(tmp_path):
         assert len(by_text[sample["text"]]) == len(expected) + 4  # plus split_num random labels
 
 
-@pytest.mark.parametrize("task,section", [("EE", "EE/DuEE1.0"), ("EET", "EE/DuEE1.0"), ("EEA", "EE/DuEE1.0"),
-                                          ("NER", None), ("RE", None), ("KG", None)])
-def test_hard_negatives_work_for_every_task(tmp_path, task, section):
+def _schema_names(task: str, entry) -> tuple[str, tuple[str, ...]]:
+    """An instruction schema entry as (label, its roles or attributes)."""
+    if isinstance(entry, str):
+        return entry, ()
+    if task == "KG":
+        return entry["entity_type"], tuple(entry["attributes"])
+    return entry["event_type"], tuple(entry["arguments"])
+
+
+def _asked(task: str, records) -> dict[str, dict[str, set[str]]]:
+    """Per text: every label asked, with the roles/attributes asked of it."""
+    asked: dict[str, dict[str, set[str]]] = {}
+    for record in records:
+        instruction = json.loads(record["instruction"])
+        for entry in instruction["schema"]:
+            label, members = _schema_names(task, entry)
+            asked.setdefault(instruction["input"], {}).setdefault(label, set()).update(members)
+    return asked
+
+
+def _gold(task: str, sample) -> dict[str, set[str]]:
+    """Per text: the labels it has, with the roles/attributes it has of each."""
+    if task == "NER":
+        return {e["entity_type"]: set() for e in sample["entity"]}
+    if task == "RE":
+        return {r["relation"]: set() for r in sample["relation"]}
+    if task == "KG":
+        return {"人物": {r["relation"] for r in sample["relation"]}}
+    gold: dict[str, set[str]] = {}
+    for event in sample["event"]:
+        gold.setdefault(event["event_type"], set()).update(
+            a["role"] for a in event["arguments"] if task != "EET" and a.get("argument"))
+    return gold
+
+
+@pytest.mark.parametrize("task,hard", [
+    ("NER", {"人物": ["组织机构"]}),
+    ("RE", {"目": ["号", "简称"], "主演": ["导演"]}),
+    ("EET", "EE/DuEE1.0"),
+    ("EE", "EE/DuEE1.0"),  # event types
+    ("EE", {"裁员方": ["时间"], "加盟者": ["时间"]}),  # roles
+    ("EEA", {"裁员方": ["时间"], "加盟者": ["时间"]}),
+    ("KG", {"父母": ["配偶", "兄弟姊妹"], "职业": ["职务"]}),
+])
+def test_hard_negatives_are_asked_beside_their_positives(tmp_path, task, hard):
+    """Each text is asked its positives and their hard negatives: labels (types, relations, event types) and,
+    for EE, EEA and KG, the roles and attributes of each label."""
     from kgcore.conversion import load_hard_negatives
 
-    if section:
-        hard = load_hard_negatives(DEEPKE / "hard_negative" / "hard_dict.json", section)
-    else:  # a small hand-made dictionary over the sample's own labels
-        hard = {"人物": ["组织机构"], "目": ["科"], "父母": ["配偶"]}
-    records = _convert(tmp_path, task, hard_negatives=hard)
-    normal = _convert(tmp_path, task)
-    assert 0 < len(records) <= len(normal)
+    if isinstance(hard, str):
+        hard = load_hard_negatives(DEEPKE / "hard_negative" / "hard_dict.json", hard)
+    path = DEEPKE / task / "schema.json"
+    if task == "NER":  # more types than split_num, so that random ones cannot stand in for hard ones
+        path = tmp_path / "schema.json"
+        path.write_text(json.dumps(["人物", "地理位置", "组织机构", "时间", "作品", "职位", "民族", "学历", "专业", "国籍"],
+                                   ensure_ascii=False), encoding="utf-8")
+    schema = {l.name: set(l.role_names) for l in load_schema(path, kgcore.load_task(task)).labels}
+    asked = _asked(task, _convert(tmp_path, task, schema=path, hard_negatives=hard, neg_schema=0.0))
+    without = _asked(task, _convert(tmp_path, task, schema=path, neg_schema=0.0))
+    added = 0
+    for _, sample in read_jsonl(DEEPKE / task / "sample.json"):
+        gold, got = _gold(task, sample), asked.get(sample["text"])
+        if not gold or got is None:
+            continue
+        labels = set(gold) | {h for g in gold for h in hard.get(g, ()) if h in schema}
+        if task in ("EEA", "KG"):  # the gold labels, no sampled ones
+            assert set(got) == labels, (sample["text"], set(got) ^ labels)
+        else:  # and split_num random ones (the reference's cluster mode)
+            assert labels <= set(got), (sample["text"], labels - set(got))
+            split = kgcore.load_task(task).default_split_num
+            assert len(got) == len(labels) + min(split, len(schema) - len(labels)), (sample["text"], got, labels)
+        for label, members in gold.items():
+            wanted = members | {h for m in members for h in hard.get(m, ()) if h in schema[label]}
+            assert wanted <= got[label], (sample["text"], label, wanted - got[label])
+            if task in ("EEA", "KG") and members:  # no random role or attribute at neg_schema 0: exactly those
+                assert got[label] == wanted, (sample["text"], label, got[label] - wanted)
+        added += len({m for ms in got.values() for m in ms} | set(got)) - len(
+            {m for ms in without[sample["text"]].values() for m in ms} | set(without[sample["text"]]))
+    assert added > 0, "no hard negative was asked: the test data does not exercise this dictionary"
+
+
+def test_eea_refuses_a_dictionary_of_event_types(tmp_path):
+    from kgcore.conversion import load_hard_negatives
+
+    hard = load_hard_negatives(DEEPKE / "hard_negative" / "hard_dict.json", "EE/DuEE1.0")
+    with pytest.raises(InputError, match="names no role of the schema"):
+        _convert(tmp_path, "EEA", hard_negatives=hard)
 
 
 def test_nested_hard_negative_file_needs_a_section():

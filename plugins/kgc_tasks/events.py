@@ -6,12 +6,12 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from kgcore import ConvertOptions, Label, SchemaItem
-from kgcore.sampling import bernoulli_count, order_labels
+from kgcore import ConvertOptions, InputError, Label, SchemaItem
+from kgcore.sampling import order_labels
 from kgcore.task import STRING, object_schema, unique
 
 from .annotations import Annotated, Event, labelled_strings
-from .base import STRING_OR_LIST, AnnotatedTask, MentionOptions, labels_with_roles, position_sorted
+from .base import STRING_OR_LIST, AnnotatedTask, MentionOptions, labels_with_roles, position_sorted, sample_members
 
 NAN = "NAN"
 
@@ -98,12 +98,7 @@ class EE(AnnotatedTask):
         roles = label.role_names
         if opts.is_train and opts.neg_schema < 1:
             present = {a.role for e in clean_events(sample) if e.type == label.name for a in e.arguments}
-            positives = [r for r in roles if r in present]
-            negatives = [r for r in roles if r not in present]
-            k = bernoulli_count(rng, len(roles), opts.neg_schema)
-            k = min(max(k, 1) if not positives else k, len(negatives))
-            chosen = set(positives) | set(rng.sample(negatives, k))
-            roles = [r for r in roles if r in chosen]
+            roles = sample_members(roles, present, opts, rng)
         if opts.order == "random":
             roles = list(roles)
             rng.shuffle(roles)
@@ -177,6 +172,11 @@ class EEA(EE):
         return record if record.get(self.annotation_key) else None
 
     def select(self, sample, schema, opts, rng):
+        if opts.is_train and opts.hard_negatives is not None and not (
+                {r for label in schema.labels for r in label.role_names} & set(opts.hard_negatives)):
+            raise InputError("EEA gives each text's event types and triggers, so its hard negatives are argument "
+                             "roles; the hard-negative dictionary names no role of the schema (a dictionary of "
+                             "event types fits EE and EET)")
         gold = {e.type for e in clean_events(sample)}
         keys = [k for k in schema.keys() if k in gold]
         if not keys:

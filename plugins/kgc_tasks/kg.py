@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from kgcore import SchemaItem
-from kgcore.sampling import bernoulli_count
 from kgcore.task import object_schema, unique
 
 from .annotations import RELATION_SCHEMA, Annotated, Relation
-from .base import STRING_OR_LIST, AnnotatedTask, labels_with_roles, position_sorted
+from .base import STRING_OR_LIST, AnnotatedTask, labels_with_roles, position_sorted, sample_members
 
 _DROPPED = {"无", "nan"}
 
@@ -46,12 +45,7 @@ class KG(AnnotatedTask):
     def item(self, label, sample, opts, rng):
         attributes = label.role_names
         if opts.is_train and opts.neg_schema < 1:
-            present = {r.relation for r in sample.relations}
-            positives = [a for a in attributes if a in present]
-            negatives = [a for a in attributes if a not in present]
-            k = min(max(bernoulli_count(rng, len(attributes), opts.neg_schema), 0 if positives else 1), len(negatives))
-            chosen = set(positives) | set(rng.sample(negatives, k))
-            attributes = [a for a in attributes if a in chosen]
+            attributes = sample_members(attributes, {r.relation for r in sample.relations}, opts, rng)
         if opts.order == "random":
             attributes = list(attributes)
             rng.shuffle(attributes)
