@@ -226,6 +226,18 @@ def test_batch_runs_concurrently_and_keeps_order(fake):
     assert elapsed < 1.0  # sequential would take 1.2 s
 
 
+def test_requests_per_second_spaces_requests_out(fake):
+    backend = _backend(fake, concurrency=4, requests_per_second=5)
+    try:
+        start = time.perf_counter()
+        out = backend.generate([_request(str(i)) for i in range(6)], GenerationParams())
+        elapsed = time.perf_counter() - start
+    finally:
+        backend.close()
+    assert [g.text for g in out] == [f"echo:{i}" for i in range(6)]
+    assert elapsed >= 1.0  # the sixth request waits five intervals of 0.2 s, though four could run at once
+
+
 def test_recovers_after_injected_failures(fake):
     fake.script = [("error", 429, {"Retry-After": "0.1"}), ("error", 500, {}), ("error", 429, {"Retry-After": "0.1"})]
     backend = _backend(fake, max_retries=3)

@@ -63,8 +63,9 @@ class LlamaCppBackend(Backend):
             raise BackendError(f"llamacpp: no GGUF file at '{options.model}'")
         if options.lora and not Path(options.lora).is_file():
             raise BackendError(f"llamacpp: no LoRA adapter at '{options.lora}'")
-        self.llm = Llama(model_path=options.model, n_ctx=options.n_ctx, n_batch=options.n_batch,
-                         n_threads=options.n_threads or os.cpu_count(), n_gpu_layers=options.n_gpu_layers,
+        threads = options.n_threads or os.cpu_count()  # for the prompt too: llama.cpp would take every core
+        self.llm = Llama(model_path=options.model, n_ctx=options.n_ctx, n_batch=options.n_batch, n_threads=threads,
+                         n_threads_batch=threads, n_gpu_layers=options.n_gpu_layers,
                          lora_path=options.lora or None, lora_scale=options.lora_scale, seed=options.seed,
                          verbose=False)
         self._grammars: dict[str, object] = {}

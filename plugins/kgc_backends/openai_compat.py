@@ -16,6 +16,7 @@ import json
 import os
 import re
 import threading
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +51,8 @@ class OpenAIOptions:
     api_key_env: str = "OPENAI_API_KEY"
     mode: str = "chat"
     concurrency: int = 4
+    #: Requests sent per second at most (0: no limit); ``--engine ray`` shares it among its actors.
+    requests_per_second: float = 0.0
     max_retries: int = 3
     #: Seconds per HTTP attempt (connect, write, and read of the non-streamed answer).
     timeout: float = 60.0
@@ -69,6 +72,8 @@ class OpenAIOptions:
                              f"got '{self.response_format}'")
         if self.concurrency < 1:
             raise InputError("backend 'openai': concurrency must be at least 1")
+        if self.requests_per_second < 0:
+            raise InputError("backend 'openai': requests_per_second must be 0 (no limit) or more")
         if self.max_retries < 0:
             raise InputError("backend 'openai': max_retries must be 0 or more")
         if not self.timeout > 0:
@@ -151,6 +156,7 @@ class OpenAIBackend(Backend):
         self._lock = threading.Lock()
         self._grammars: dict[str, str] = {}
         self._warned_template = False
+        self._next_send = 0.0  # monotonic time before which no request is sent (requests_per_second)
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -214,8 +220,18 @@ class OpenAIBackend(Backend):
             self._grammars[key] = json_schema_to_gbnf(json.dumps(schema))
         return self._grammars[key]
 
+    def _pace(self) -> None:
+        """Wait for this request's turn under ``requests_per_second``."""
+        if self.options.requests_per_second > 0:
+            with self._lock:
+                now = time.monotonic()
+                turn = max(self._next_send, now)
+                self._next_send = turn + 1 / self.options.requests_per_second
+            time.sleep(turn - now)
+
     def _send(self, mode: str, kwargs: dict[str, Any]) -> Generation:
         openai = self._openai
+        self._pace()
         path = "/chat/completions" if mode == "chat" else "/completions"
         try:
             if mode == "chat":
