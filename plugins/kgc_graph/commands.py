@@ -54,10 +54,11 @@ def graph():
 class GraphWriter:
     """What ``kgc extract --graph STORE`` adds its results to."""
 
-    def __init__(self, store: str, extractor: Any):
+    def __init__(self, store: str, extractor: Any = None):
         from .sources import Sources
 
-        self.graph, self.sources, self.pending = _open(store, None), Sources(extractor.host), []
+        self.graph, self.sources, self.pending = _open(store, None), Sources(getattr(extractor, "host", None)), []
+        self.quads = 0  # statements written
 
     def add(self, extractions: list[Any]) -> None:
         self.pending += [self.sources.extraction(e) for e in extractions]
@@ -65,7 +66,7 @@ class GraphWriter:
             self.flush()
 
     def flush(self) -> None:
-        self.graph.add(self.pending)
+        self.quads += self.graph.add(self.pending).quads
         self.pending = []
 
     def close(self) -> None:
