@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import DATASETS
 from kgc_ray.corpus import Shard, chunk_spans, corpus_files, plan_shards, read_shard
-from kgcore import InputError
+from kgcore import InputError, get_host
 
 pytest.importorskip("ray")
 pytest.importorskip("llama_cpp")
@@ -177,11 +178,14 @@ def test_a_rerun_after_kill_9_of_the_driver_skips_finished_shards(tmp_path):
     written = {p.name: p.read_bytes() for p in (tmp_path / "out").glob("part-*")}
     assert 2 <= len(written) < 6
     wait_for(lambda: not ray_processes(), 20, "Ray's processes to end with the driver")
-    again = run_ray(args, tmp_path)
+    again = run_ray([*args, "--graph", "kg"], tmp_path)  # the graph gets the shards written before the kill too
     assert f"{2 * len(written)} in {len(written)} finished shards" in again.stderr
     assert all((tmp_path / "out" / name).read_bytes() == data for name, data in written.items())
     assert sorted(line["id"] for line in shard_lines(tmp_path / "out")) == [f"d{i:02d}" for i in range(12)]
     assert not list((tmp_path / "out").glob(".*.tmp"))
+    stats = subprocess.run([*KGC, "graph", "stats", "kg", "--json"], cwd=tmp_path, capture_output=True, text=True)
+    assert json.loads(stats.stdout)["documents"] == 12
+    assert sorted(json.loads((tmp_path / "out" / "_job.json").read_text())["ingested"]["kg"]) == list(range(6))
 
 
 @pytest.mark.slow
@@ -354,3 +358,16 @@ def test_a_model_that_cannot_load_stops_the_job_with_its_own_error(tmp_path):
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1] == (f"Error: llamacpp: no GGUF file at '{tmp_path / 'missing.gguf'}' "
                                             "(shard 0; finished shards are kept, a rerun resumes)")
+
+
+def test_extending_the_commands_twice_changes_nothing():
+    from kgc_ray import kgc_register_commands
+    from kgcore.cli import cli
+
+    get_host().add_commands(cli)
+    before = [(name, list(cli.commands[name].params), cli.commands[name].callback) for name in ("extract", "predict")]
+    kgc_register_commands(cli)  # as a second plugin host would
+    assert [(name, list(cli.commands[name].params), cli.commands[name].callback)
+            for name in ("extract", "predict")] == before
+    done = CliRunner().invoke(cli, ["extract", "--actors", "2", "-t", "NER", "-l", "person", "Ada"])
+    assert done.exit_code == 2 and "--actors need --engine ray" in done.output

@@ -52,30 +52,25 @@ _EXTRACT_OPTIONS = [
 
 
 def add_engine(command: click.Command, job: Any, extra: list[click.Option]) -> None:
-    """Give ``command`` the options above; ``--engine ray`` runs ``job`` with all of its arguments."""
-    options = _ENGINE_OPTIONS + extra
-    command.params += [o for o in options if o.name not in {p.name for p in command.params}]
-    callback, names = command.callback, [o.name for o in options]
+    """Give ``command`` the options above it lacks; ``--engine ray`` runs ``job`` with all of its arguments,
+    ``--engine local`` the command as it was."""
+    own = {p.name for p in command.params}
+    if "engine" in own:  # extended already (the hook runs once per plugin host)
+        return
+    added = [o for o in _ENGINE_OPTIONS + extra if o.name not in own]
+    command.params += added
+    callback = command.callback
 
     @functools.wraps(callback)
     def dispatch(*args: Any, **kwargs: Any) -> Any:
         if kwargs["engine"] == "ray":
             return job(**kwargs)
-        given = [f"--{n.replace('_', '-')}" for n in names
-                 if n != "engine" and n in kwargs and kwargs[n] not in (None, (), False)
-                 and kwargs[n] != _default(options, n)]
+        given = [o.opts[-1] for o in added if o.name != "engine" and kwargs[o.name] not in (None, (), False, o.default)]
         if given:
             raise click.UsageError(f"{', '.join(given)} need --engine ray")
-        for name in names:
-            if name not in {p.name for p in command.params if p not in options}:
-                kwargs.pop(name, None)
-        return callback(*args, **kwargs)
+        return callback(*args, **{k: v for k, v in kwargs.items() if k not in {o.name for o in added}})
 
     command.callback = dispatch
-
-
-def _default(options: list[click.Option], name: str) -> Any:
-    return next(o.default for o in options if o.name == name)
 
 
 def _cluster(kw: dict[str, Any]) -> Cluster:
@@ -154,11 +149,13 @@ def extract_job(**kw: Any) -> None:
     progress = Progress("extract (ray)", shards, done, kw["quiet"])
     progress.counts["statements_ingested"] = 0
 
+    ingested = job["ingested"].setdefault(kw["graph_store"], []) if graph is not None else []  # per graph
+
     def ingest(number: int) -> None:
-        if graph is not None and number not in job["ingested"]:
+        if graph is not None and number not in ingested:
             graph.add(list(folder.read(number)))
             graph.flush()
-            job["ingested"].append(number)
+            ingested.append(number)
             folder.save(job)
 
     def finished(number: int, lines: str, counts: dict[str, Any]) -> None:
@@ -195,8 +192,9 @@ def _texts(kw: dict[str, Any], out: Path) -> list[tuple[Path, str]]:
     kept = out / "_input.txt"
     text = kw["text"] if kw["text"] is not None else (source or sys.stdin).read()
     text = text if text.endswith("\n") else text + "\n"
-    if not kept.exists() or kept.read_text(encoding="utf-8") != text:  # other texts: the job check refuses them
-        kept.write_text(text, encoding="utf-8")
+    if kept.exists() and kept.read_text(encoding="utf-8") != text:
+        raise InputError("this folder holds a job over other texts; give another --output folder", path=str(out))
+    kept.write_text(text, encoding="utf-8")
     return [(kept, "text")]
 
 

@@ -55,7 +55,7 @@ class ShardFolder:
             return job
         job = {"settings": self.settings, "run": os.urandom(16).hex(),
                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "shards": len(shards),
-               "documents": sum(s.count for s in shards), "ingested": []}
+               "documents": sum(s.count for s in shards), "ingested": {}}
         self.save(job)
         return job
 
