@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -34,7 +35,7 @@ from kgc_icl import (
     prompt_texts,
     run_icl,
 )
-from kgcore.backend import Backend, Generation
+from kgcore.backend import Backend, Generation, GenerationParams
 from kgcore.cli import cli
 from kgcore.errors import InputError
 from kgcore.plugins import PluginHost, get_host, set_host
@@ -457,8 +458,10 @@ def test_run_icl_sends_the_prompt_as_the_user_turn():
     assert len(Recorder.seen) == 2
     requests, params = Recorder.seen[0]
     assert requests[0].messages == ({"role": "user", "content": spec.prompt("Obama spoke.")},)
-    assert requests[0].prompt is None and requests[0].json_schema is None
+    assert requests[0].prompt is None and requests[0].json_schema == spec.answer_schema()
     assert (params.temperature, params.max_new_tokens) == (0.0, 512)
+    free = list(run_icl(["Obama spoke."], Recorder(RecorderOptions()), spec, params=GenerationParams(constrained=False)))
+    assert Recorder.seen[-1][0][0].json_schema is None and free[0].answer.result == results[0].answer.result
     assert results[0].as_dict() == {"text": "Obama spoke.", "task": "ner", "language": "en",
                                     "result": [{"E": "PER", "W": "Obama"}], "triples": [["Obama", "type", "PER"]],
                                     "parse": "ok"}
@@ -536,23 +539,41 @@ def test_cli_icl_dry_run_and_usage_errors(tmp_path):
 
 # -- the real model ----------------------------------------------------------------------------
 
-def test_cli_icl_few_shot_ner_through_llamacpp(smollm2_gguf, tmp_path):
-    examples = tmp_path / "ner_en.json"
-    examples.write_text(json.dumps({"samples": [{"id": "1", "text": "Angela Merkel met Emmanuel Macron in Paris.",
-                                                 "data": [{"E": "PER", "W": "Angela Merkel"},
-                                                          {"E": "PER", "W": "Emmanuel Macron"},
-                                                          {"E": "LOC", "W": "Paris"}]}]}), encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "-m", "kgcore.cli", "icl", "--backend", "llamacpp", "--model", str(smollm2_gguf),
-         "-O", "n_ctx=1024", "--task", "ner", "--language", "en", "--labels", "PER,LOC,ORG", "--examples",
-         str(tmp_path), "--max-new-tokens", "32", "--raw", "Barack Obama visited the Siemens factory in Berlin."],
-        capture_output=True, text=True, timeout=120, check=False)
+def _icl(model: Path, *args: str) -> dict:
+    done = subprocess.run([sys.executable, "-m", "kgcore.cli", "icl", "--backend", "llamacpp", "--model", str(model),
+                           "-O", "n_ctx=2048", "--language", "en", "--max-new-tokens", "64", "--raw", *args],
+                          capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
-    line = json.loads(done.stdout)
-    assert {"text", "task", "language", "result", "triples", "parse", "raw"} <= set(line)
-    assert line["task"] == "ner" and line["parse"] in {"ok", "extracted", "repaired", "failed"}
-    if line["parse"] == "failed":
-        assert line["result"] is None and line["parse_error"]
-    else:  # the prompt's keys: a list of {'E', 'W'}
-        assert all(set(entity) == {"E", "W"} for entity in line["result"])
-        assert all(t[1] == "type" for t in line["triples"])
+    return json.loads(done.stdout)
+
+
+def test_cli_icl_few_shot_through_llamacpp_follows_the_prompts_format(smollm2_gguf):
+    """SmolLM2 with the built-in few-shot examples, its answer constrained to the format the prompt asks
+    for; the answers are pinned (greedy) and parse into results and triples."""
+    import jsonschema
+
+    ner = _icl(smollm2_gguf, "--task", "ner", "--labels", "PER,LOC,ORG", "Angela Merkel met Joe Biden in Washington.")
+    assert ner["result"] == [{"E": "PER", "W": "Joe Biden"}, {"E": "LOC", "W": "Angela Merkel"},
+                             {"E": "ORG", "W": "Joe Biden"}, {"E": "PER", "W": "Angela Merkel"}]
+    assert ner["triples"][0] == ["Joe Biden", "type", "PER"] and len(ner["triples"]) == 4
+    assert ner["parse"] == "repaired" and ner["raw"].endswith('{"')  # cut by --max-new-tokens, the rest kept
+    rte = _icl(smollm2_gguf, "--task", "rte", "Tim Cook works for Apple.")
+    assert rte["parse"] == "ok" and rte["result"] == rte["triples"] == [["Tim", "Cook", "Apple"]]
+    jsonschema.validate(json.loads(rte["raw"]), IclSpec("rte").answer_schema())
+    free = _icl(smollm2_gguf, "--task", "rte", "--no-constrained", "Tim Cook works for Apple.")
+    assert free["raw"] != rte["raw"]  # the schema is what shaped the answer
+
+
+def test_icl_answer_schemas_follow_the_prompts_formats():
+    import jsonschema
+
+    ner = IclSpec("ner", labels=("PER", "LOC")).answer_schema()
+    jsonschema.validate([{"E": "PER", "W": "Ann"}], ner)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate([{"E": "ORG", "W": "Acme"}], ner)  # only the given labels
+    ee = IclSpec("ee", labels=("attack",)).answer_schema()
+    jsonschema.validate([{"event_type": "attack", "arguments": [{"role": "attacker", "argument": "rebels"}]}], ee)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate([{"event_type": "attack", "arguments": [{"role": "attacker"}]}], ee)
+    assert IclSpec("ee", "zh").answer_schema() is None  # the Chinese prompt's keys: free text
+    assert IclSpec("re", head_entity="a", head_type="b", tail_entity="c", tail_type="d").answer_schema() is None

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from kgcore.backend import Backend, GenerationParams
+from kgcore.backend import Backend, GenerationParams, Request
 from kgcore.errors import InputError
 from kgcore.prompt import PromptStyle, RequestBuilder
 
@@ -92,6 +92,24 @@ class IclSpec:
         return build_prompt(self.task, text, self.language, list(self.labels), self.domain, self.instruction,
                             self.examples, **{k: getattr(self, k) for k in _PAIR_FIELDS})
 
+    def answer_schema(self) -> dict[str, Any] | None:
+        """The JSON Schema of an answer in the prompt's format (English keys), or ``None`` where the
+        answer is free text (RE's relation name, DA, the Chinese prompts' keys)."""
+        label = {"enum": list(self.labels)} if self.labels else {"type": "string"}
+        text = {"type": "string", "minLength": 1}
+
+        def objects(**properties: Any) -> dict[str, Any]:
+            return {"type": "array", "items": {"type": "object", "properties": properties,
+                                               "required": list(properties), "additionalProperties": False}}
+
+        if self.task == "ner":
+            return objects(E=label, W=text)
+        if self.task == "rte":
+            return {"type": "array", "items": {"type": "array", "items": text, "minItems": 3, "maxItems": 3}}
+        if self.task == "ee" and self.language == "en":
+            return objects(event_type=label, arguments=objects(role=text, argument=text))
+        return None
+
     def parse(self, answer: str) -> IclAnswer:
         return parse_icl_answer(self.task, answer, labels=self.labels, head_entity=self.head_entity,
                                 tail_entity=self.tail_entity)
@@ -108,13 +126,18 @@ def run_icl(items: Iterable[str | Mapping[str, Any]], backend: Backend, spec: Ic
             style: PromptStyle | None = None, params: GenerationParams = GenerationParams(), batch_size: int = 8,
             host: Any = None) -> Iterator[IclResult]:
     """Prompt ``backend`` with each item's ICL prompt (as the user turn, through ``style``'s chat
-    template) and parse the answers. Answers are free text: no JSON schema is sent."""
+    template) and parse the answers. With ``params.constrained`` an answer follows the format the prompt
+    asks for (:meth:`IclSpec.answer_schema`) where the backend can constrain it."""
     builder = RequestBuilder(style or PromptStyle(), constrained=False, host=host)
     params = replace(params, stop=tuple(dict.fromkeys(params.stop + builder.stop)))
     batch: list[tuple[str, IclSpec, str]] = []
 
+    def request(spec: IclSpec, prompt: str) -> Request:
+        schema = spec.answer_schema() if params.constrained else None
+        return replace(builder(prompt), json_schema=schema)
+
     def flush() -> list[IclResult]:
-        generations = backend.generate([builder(prompt) for _, _, prompt in batch], params)
+        generations = backend.generate([request(s, prompt) for _, s, prompt in batch], params)
         return [IclResult(text, s.task, s.language, prompt, g.text, s.parse(g.text), s.pair)
                 for (text, s, prompt), g in zip(batch, generations, strict=True)]
 
