@@ -2,7 +2,7 @@
 
     python benchmarks/quality.py                       # all splits, all three configurations
     python benchmarks/quality.py --limit 50            # the first 50 test records of each split
-    python benchmarks/quality.py --limit 10 --limit webnlg=3   # ... and 3 of WebNLG (28 instructions each)
+    python benchmarks/quality.py --limit 10 --limit webnlg=3   # ... and 3 of WebNLG (27 instructions each)
     python benchmarks/quality.py --datasets conll2003 --configs adapter+json --limit 2   # smoke
 
     python benchmarks/quality.py --backend hf --model DIR --adapter DIR   # transformers (a GPU when present)
