@@ -46,7 +46,8 @@ class KgcGroup(click.Group):
 @click.group(cls=KgcGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "-V", "--version", prog_name="kgc")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
-def cli(debug: bool) -> None:
+@click.option("--local_rank", "--local-rank", type=int, hidden=True, help="Set by DeepSpeed's launcher; unused.")
+def cli(debug: bool, local_rank: int | None) -> None:
     """kgc: build knowledge graphs from text with instruction-tuned LLMs."""
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -326,8 +330,21 @@ def test_full_fine_tuning_on_a_tiny_llama(tiny, conll, tmp_path):
     before = dict(AutoModelForCausalLM.from_pretrained(tiny).named_parameters())
     after = dict(AutoModelForCausalLM.from_pretrained(out).named_parameters())
     assert all(not torch.equal(before[n], after[n]) for n in before if "norm" not in n)
-    backend = load_backend("hf", {"model": str(out)})  # the saved model predicts
-    backend.close()
+    # the saved model predicts, through kgc's hf backend, the greedy tokens of the trained model in memory
+    from kgcore import GenerationParams, Request
+
+    messages = [{"role": "user", "content": "EU rejects German call to boycott British lamb ."}]
+    backend = load_backend("hf", {"model": str(out), "dtype": "float32"})
+    try:
+        [answer] = backend.generate([Request(tuple(messages))], GenerationParams(max_new_tokens=8, constrained=False))
+    finally:
+        backend.close()
+    ids = result.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                               return_dict=True)["input_ids"]
+    with torch.no_grad():
+        tokens = result.model.eval().generate(ids, max_new_tokens=8, do_sample=False)[0, ids.shape[1]:]
+    assert answer.completion_tokens == len(tokens) > 0
+    assert answer.text == result.tokenizer.decode(tokens, skip_special_tokens=True)
 
 
 def test_freeze_first_layers_and_unknown_modules(tiny, conll, tmp_path):
@@ -383,6 +400,79 @@ def test_resume_continues_from_the_last_checkpoint_and_is_reproducible(tiny, con
     assert _losses(out) == pytest.approx(_losses(straight), rel=1e-5)
     end, reference = _weights(out), _weights(straight)
     assert all(torch.allclose(end[k], reference[k], atol=1e-6) for k in reference)
+
+
+def _complete(checkpoint: Path) -> bool:
+    """The Trainer writes a checkpoint's trainer_state.json last: without it, the save was cut."""
+    return (checkpoint / "trainer_state.json").is_file()
+
+
+def test_resume_passes_over_a_checkpoint_cut_while_saving(tiny, conll, tmp_path, capsys):
+    out = tmp_path / "cut"
+    run = _base(tiny, conll, out, max_steps=4, batch_size=2, save_strategy="steps", save_steps=2)
+    train(run)
+    log, adapter = read_log(out / LOG_FILE), _weights(out)
+    # what a kill while checkpoint-4 was being saved leaves: all its files but the one written last
+    (out / "checkpoint-4" / "trainer_state.json").unlink()
+    capsys.readouterr()
+    result = train({**run, "resume": True})
+    assert result.resumed_from == str(out / "checkpoint-2")
+    assert "passing over checkpoint-4: incomplete" in capsys.readouterr().err
+    assert _complete(out / "checkpoint-4")  # saved again, whole
+    again = read_log(out / LOG_FILE)
+    assert again[:2] == log[:2] and [r["step"] for r in again] == [1, 2, 3, 4]
+    assert [r["loss"] for r in again] == pytest.approx([r["loss"] for r in log], rel=1e-5)
+    end = _weights(out)
+    assert all(torch.allclose(end[k], adapter[k], atol=1e-6) for k in adapter)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_resume_after_kill_9_matches_an_uninterrupted_run(tiny, conll, tmp_path, method):
+    """``kgc train`` killed with SIGKILL while it saves its second checkpoint, then rerun with --resume:
+    the same steps, losses and weights as a run never interrupted (linear decay: the scheduler resumes too)."""
+    from safetensors.torch import load_file
+
+    common = {"method": method, "max_steps": 8, "batch_size": 2, "learning_rate": 5e-3}
+    straight = tmp_path / "straight"
+    train(_base(tiny, conll, straight, **common))
+    out = tmp_path / "killed"
+    run = _write(tmp_path / "run.yaml", _base(tiny, conll, out, save_strategy="steps", save_steps=2, **common))
+    command = [sys.executable, "-m", "kgcore.cli", "train", "--config", str(run)]
+    with (tmp_path / "killed.err").open("w") as err:
+        job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            deadline = time.monotonic() + 240
+            for _ in range(50_000):  # until checkpoint-2 is complete and checkpoint-4 is being written (or just was)
+                if (out / "checkpoint-4").is_dir() or job.poll() is not None or time.monotonic() > deadline:
+                    break
+                time.sleep(0.005)
+            job.send_signal(signal.SIGKILL)
+            assert job.wait(30) == -signal.SIGKILL, "kgc train ended before it could be killed"
+        finally:
+            job.kill()
+    assert (out / "checkpoint-4").is_dir(), (tmp_path / "killed.err").read_text()[-3000:]
+    assert not (out / "kgc_train_meta.json").exists()  # the run did not finish
+    last = max((c for c in out.glob("checkpoint-*") if _complete(c)), key=lambda c: int(c.name[11:]))
+    done = int(last.name[11:])
+    cut = sorted((c for c in out.glob("checkpoint-*") if not _complete(c)), key=lambda c: int(c.name[11:]))
+    before = read_log(out / LOG_FILE)
+    assert [r["step"] for r in before][:done] == list(range(1, done + 1))
+
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from {last}" in resumed.stderr
+    # a half-written checkpoint (the usual case: killed as checkpoint-4 appeared) is named, never resumed from
+    assert ("passing over " + ", ".join(c.name for c in cut) in resumed.stderr) == bool(cut)
+    assert all(_complete(out / f"checkpoint-{s}") for s in range(2, 9, 2))
+    log = read_log(out / LOG_FILE)
+    assert log[:done] == before[:done]  # lines up to the checkpoint kept as written, those past it are the rerun's
+    assert all(new["time"] > old["time"] for new, old in zip(log[done:], before[done:]))
+    assert [r["step"] for r in log] == list(range(1, 9))  # none lost, none twice: lines past it were dropped
+    assert _losses(out) == pytest.approx(_losses(straight), rel=1e-5)
+    name = "adapter_model.safetensors" if method == "lora" else "model.safetensors"
+    end, reference = load_file(out / name), load_file(straight / name)
+    assert end.keys() == reference.keys() and all(torch.allclose(end[k], reference[k], atol=1e-5) for k in reference)
 
 
 def test_unknown_family_falls_back_to_all_linear(tiny, conll, tmp_path):

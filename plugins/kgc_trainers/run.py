@@ -10,6 +10,7 @@ the ``train`` run hooks.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -153,14 +154,29 @@ def _checkpoints(path: Path) -> list[Path]:
                   key=lambda p: int(p.name[11:]))
 
 
+def _complete(checkpoint: Path) -> bool:
+    """Whether the Trainer finished saving ``checkpoint``: it writes ``trainer_state.json`` last."""
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and state.get("global_step") == int(checkpoint.name[11:])
+
+
 def _checkpoint_to_resume(config: TrainConfig) -> str | None:
-    """The checkpoint to resume from; an error if ``output_dir`` holds a run that would be reused silently."""
+    """The checkpoint to resume from (the last complete one); an error if ``output_dir`` holds a run that
+    would be reused silently."""
     out = Path(config.output_dir)
     if not out.is_dir():
         return None
     checkpoints = _checkpoints(out)
     if config.resume and checkpoints:
-        return str(checkpoints[-1])
+        complete = [c for c in checkpoints if _complete(c)]
+        if len(complete) < len(checkpoints):  # a kill while the Trainer was saving one
+            cut = ", ".join(c.name for c in checkpoints if c not in complete)
+            _say(f"passing over {cut}: incomplete (the run stopped while saving it, before trainer_state.json)"
+                 + ("" if complete else "; no complete checkpoint: starting over"))
+        return str(complete[-1]) if complete else None
     if config.overwrite_output_dir:
         return None
     if checkpoints or any((out / name).exists() for name in ("adapter_config.json", "config.json")):
@@ -252,10 +268,25 @@ def _training_arguments(config: TrainConfig, method: TrainingMethod, has_eval: b
            f"{checkpointing}_kwargs": {"use_reentrant": False} if config.gradient_checkpointing else None},
         neftune_noise_alpha=config.neftune_alpha, include_num_input_tokens_seen="non_padding", report_to="none",
         remove_unused_columns=False, label_names=["labels"],
-        deepspeed=method.deepspeed_config(config.deepspeed) if config.deepspeed else None,
+        deepspeed=_deepspeed_config(config, method, torch) if config.deepspeed else None,
         dataloader_num_workers=config.dataloader_num_workers, dataloader_pin_memory=torch.cuda.is_available(),
         ddp_find_unused_parameters=False if method.uses_peft else None, disable_tqdm=False,
         use_cpu=not torch.cuda.is_available())
+
+
+def _deepspeed_config(config: TrainConfig, method: TrainingMethod, torch: Any) -> Any:
+    """The method's DeepSpeed config; without CUDA, its Adam is torch's (``torch_adam``) unless the config
+    says: DeepSpeed's own CPU Adam is a C++ op it compiles on first use (minutes on a small machine)."""
+    value = method.deepspeed_config(config.deepspeed)
+    if torch.cuda.is_available():
+        return value
+    from .deepspeed import load_config as load_deepspeed_config
+
+    data = copy.deepcopy(dict(value)) if isinstance(value, Mapping) else load_deepspeed_config(value)
+    optimizer = data.get("optimizer")
+    if isinstance(optimizer, dict) and str(optimizer.get("type", "")).lower() in ("adam", "adamw"):
+        optimizer.setdefault("params", {}).setdefault("torch_adam", True)
+    return data
 
 
 def _absolute(config: TrainConfig) -> TrainConfig:
@@ -282,9 +313,13 @@ def _prepare_output_dir(config: TrainConfig, resume_from: str | None, note: str)
     if resume_from and (out / CONFIG_FILE).is_file():
         _warn_changes(out / CONFIG_FILE, config)
     save_config(_absolute(config), out / CONFIG_FILE, note=note)
+    step = int(Path(resume_from).name[11:]) if resume_from else 0
+    if config.resume:  # checkpoints past the resumed one were cut while saving; their steps run again
+        for checkpoint in _checkpoints(out):
+            if int(checkpoint.name[11:]) > step:
+                shutil.rmtree(checkpoint)
     log_path = out / LOG_FILE
-    if resume_from:
-        step = int(Path(resume_from).name[11:])
+    if resume_from:  # so do the steps of log lines past the checkpoint: their lines go
         kept = [r for r in read_log(log_path) if r.get("step", 0) <= step]
         log_path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
     else:
