@@ -1,6 +1,6 @@
 """Extraction quality of the default model on every test split of ../shared/datasets.
 
-    python benchmarks/quality.py                       # all splits, all three configurations
+    python benchmarks/quality.py                       # all splits, all four configurations
     python benchmarks/quality.py --limit 50            # the first 50 test records of each split
     python benchmarks/quality.py --limit 10 --limit webnlg=3   # ... and 3 of WebNLG (27 instructions each)
     python benchmarks/quality.py --datasets conll2003 --configs adapter+json --limit 2   # smoke
@@ -11,6 +11,7 @@ Configurations, on SmolLM2-135M-Instruct, greedy:
   zero-shot       no adapter, free decoding
   zero-shot+json  no adapter, answers constrained to the task's JSON Schema
   adapter+json    kgc's IE adapter, constrained
+  adapter+json+quote  ... and every answer string a span of the text (what `kgc extract` runs by default)
 The default backend is llama.cpp with the Q4_1 GGUF and the shipped GGUF LoRA (what `kgc extract` uses).
 With --backend hf, --model is the de-quantized checkpoint and --adapter the PEFT adapter, in batches.
 Writes a Markdown table (stdout) and the full reports as JSON (--json).
@@ -35,16 +36,19 @@ from kgcore import load_backend, predict  # noqa: E402
 #: dataset -> (task, language, split_num, metrics to report, answer tokens: above the longest training answer)
 DATASETS = {
     "conll2003": ("NER", "en", 6, ("entity",), 192),
+    "wnut17": ("NER", "en", 6, ("entity",), 192),
     "conll04": ("RE", "en", 4, ("triple",), 256),
+    "nyt": ("RE", "en", 4, ("triple",), 256),
     "webnlg": ("RE", "en", 8, ("triple",), 256),
     "phee": ("EE", "en", 4, ("event", "argument"), 768),
     "msra_ner": ("NER", "zh", 6, ("entity",), 384),
     "resume_ner": ("NER", "zh", 6, ("entity",), 512),
 }
 CONFIGS = {
-    "zero-shot": {"adapter": False, "constrained": False},
-    "zero-shot+json": {"adapter": False, "constrained": True},
-    "adapter+json": {"adapter": True, "constrained": True},
+    "zero-shot": {"adapter": False, "constrained": False, "quote": False},
+    "zero-shot+json": {"adapter": False, "constrained": True, "quote": False},
+    "adapter+json": {"adapter": True, "constrained": True, "quote": False},
+    "adapter+json+quote": {"adapter": True, "constrained": True, "quote": True},
 }
 
 
@@ -76,7 +80,8 @@ def run(dataset: str, config: str, args: argparse.Namespace, backends: dict) -> 
     if settings["adapter"] not in backends:
         backends[settings["adapter"]] = load_backend(args.backend, backend_options(args, settings["adapter"]))
     start = time.perf_counter()
-    params = GenerationParams(max_new_tokens=args.max_new_tokens or max_new_tokens, constrained=settings["constrained"])
+    params = GenerationParams(max_new_tokens=args.max_new_tokens or max_new_tokens, constrained=settings["constrained"],
+                              quote=settings["quote"])
     predict(work / "test.json", work / "pred.json", backends[settings["adapter"]], progress=False,
             batch_size=args.batch_size, params=params)
     seconds = time.perf_counter() - start
@@ -84,6 +89,7 @@ def run(dataset: str, config: str, args: argparse.Namespace, backends: dict) -> 
     return {"dataset": dataset, "config": config, "task": task, "language": language,
             "records": report["records"], "instructions": report["outputs"], "seconds": round(seconds, 1),
             "records_per_s": round(report["records"] / seconds, 3), "parse_failure_rate": report["parse_failure_rate"],
+            "truncated": report["truncated"],
             "f1": {m: round(report["metrics"][m]["F1"], 2) for m in metrics}}
 
 

@@ -40,6 +40,8 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     seed: int = 42
     constrained: bool = True
+    #: constrained answers may only quote the text: their strings are spans of the input
+    quote: bool = True
 
 
 @dataclass

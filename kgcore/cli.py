@@ -119,6 +119,8 @@ def backend_options(fn):
         click.option("--temperature", type=float, default=0.0, show_default=True, help="0 = greedy."),
         click.option("--constrained/--no-constrained", default=True, show_default=True,
                      help="Constrain answers to the task's JSON Schema where the backend can."),
+        click.option("--quote/--no-quote", default=True, show_default=True,
+                     help="Constrained answers only quote the text: their strings are spans of the input."),
         click.option("--batch-size", type=int, default=8, show_default=True),
     ])
 
@@ -135,13 +137,13 @@ def make_backend(backend: str | None, model: str | None, backend_option: tuple[s
 
 
 def prompt_and_params(template: str, system: str | None, max_new_tokens: int, temperature: float,
-                      constrained: bool):
+                      constrained: bool, quote: bool = True):
     """``(PromptStyle, GenerationParams)`` of :func:`backend_options`."""
     from .backend import GenerationParams
     from .prompt import PromptStyle
 
     return PromptStyle(template, system), GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature,
-                                                           constrained=constrained)
+                                                           constrained=constrained, quote=quote)
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -265,7 +267,7 @@ def evaluate(path, input_path, task, scorer, match, by_source, sort_by, referenc
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def predict(ctx, input_path, output_path, task, task_option, backend, model, backend_option, template, system,
-            max_new_tokens, temperature, constrained, batch_size, quiet):
+            max_new_tokens, temperature, constrained, quote, batch_size, quiet):
     """Answer converted instructions with a model (resumable).
 
     Each record is answered with the task options it was converted with; -T KEY=VALUE overrides them.
@@ -273,7 +275,7 @@ def predict(ctx, input_path, output_path, task, task_option, backend, model, bac
     from .prediction import predict as run_predict
 
     overrides = task_option_pairs(task_option, ctx.args)
-    style, params = prompt_and_params(template, system, max_new_tokens, temperature, constrained)
+    style, params = prompt_and_params(template, system, max_new_tokens, temperature, constrained, quote)
     engine = make_backend(backend, model, backend_option)
     try:
         meta = run_predict(input_path, output_path, engine, task=task, task_options=overrides, style=style,
@@ -299,21 +301,22 @@ def predict(ctx, input_path, output_path, task, task_option, backend, model, bac
               "graph (a folder; see `kgc graph --help`).")
 @backend_options
 def extract(text, input_file, task, labels, schema_path, task_option, language, split_num, triples, raw, graph_store,
-            backend, model, backend_option, template, system, max_new_tokens, temperature, constrained, batch_size):
+            backend, model, backend_option, template, system, max_new_tokens, temperature, constrained, quote,
+            batch_size):
     """Extract from text: one JSON line per document (result, triples, spans)."""
-    from .extraction import Extractor
+    from .extraction import Extractor, labels_schema
     from .schema import load_schema
     from .task import load_task
 
     if (labels is None) == (schema_path is None):
         raise click.UsageError("give either --labels or --schema")
     task_obj = load_task(task, task_option_pairs(task_option))
-    schema = load_schema(schema_path, task_obj) if schema_path else None
-    style, params = prompt_and_params(template, system, max_new_tokens, temperature, constrained)
+    schema = load_schema(schema_path, task_obj) if schema_path else labels_schema(labels.split(","), task_obj)
+    style, params = prompt_and_params(template, system, max_new_tokens, temperature, constrained, quote)
     texts = (line for _, line in read_texts(text, input_file))
     engine, graph = make_backend(backend, model, backend_option), None
     try:
-        extractor = Extractor(task_obj, schema, labels=labels.split(",") if labels else None, backend=engine,
+        extractor = Extractor(task_obj, schema, backend=engine,
                               language=language, split_num=split_num, style=style, params=params, batch_size=batch_size)
         if graph_store and not (graph := get_host().call("kgc_open_graph", store=graph_store, extractor=extractor)):
             raise click.UsageError("no plugin opens knowledge graphs: pip install 'kgcore[graph]'")

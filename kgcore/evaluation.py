@@ -28,11 +28,12 @@ class _Tally:
     outputs: int = 0
     failed: int = 0
     repaired: int = 0
+    truncated: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"records": self.records, "outputs": self.outputs, "parse_failures": self.failed,
                 "parse_failure_rate": round(100 * self.failed / self.outputs, 4) if self.outputs else 0.0,
-                "repaired": self.repaired}
+                "repaired": self.repaired, "truncated": self.truncated}
 
 
 def _label(record: dict[str, Any], path: str, line: int) -> list[dict[str, Any]]:
@@ -113,9 +114,10 @@ def _evaluate(path: str, task: str | None, scorer_factory: type[Scorer], scorer:
             if "output" not in record:
                 raise InputError("missing model output", path=path, line=line, field="output")
             tally.outputs += 1
-            parsed = read_answer(record["output"], task_obj.name, record, host)
+            parsed = read_answer(record["output"], task_obj.name, record, host, truncated=bool(record.get("truncated")))
             if not parsed.ok:
                 tally.failed += 1
+                tally.truncated += parsed.status == "truncated"
                 failures.append({"line": line, "id": key[1], "source": source, "error": parsed.error,
                                  "output": record["output"]})
                 continue
@@ -156,5 +158,6 @@ def format_report(report: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    title = f"{report['task']} · {report['file']} · parse failures {report['parse_failures']}/{report['outputs']}"
+    cut = f" ({report['truncated']} cut by the token limit)" if report.get("truncated") else ""
+    title = f"{report['task']} · {report['file']} · parse failures {report['parse_failures']}/{report['outputs']}" + cut
     return title + "\n" + "\n".join(lines)

@@ -15,6 +15,7 @@ from typing import Any
 
 from .backend import Backend, GenerationParams, load_backend
 from .conversion import Converter, resolve_instruction, stable_id
+from .errors import InputError
 from .parsing import read_answer
 from .plugins import PluginHost, get_host
 from .prompt import PromptStyle, RequestBuilder
@@ -36,15 +37,16 @@ class Span:
 
 @dataclass
 class Extraction:
-    """The result for one text: the merged answer, its triples, the spans of what it quotes, the raw
-    answers (one per instruction) with how many could not be parsed, and where it came from (task,
-    backend, model, run, time and labels asked for)."""
+    """The result for one text: the merged answer (repeated items dropped), its triples, the spans of
+    what it quotes, the raw answers (one per instruction) with how many could not be parsed (of them,
+    how many the token limit cut), and where it came from (task, backend, model, run, time and labels)."""
 
     text: str
     result: dict[str, Any] = field(default_factory=dict)
     triples: list[tuple[str, str, str]] = field(default_factory=list)
     spans: list[Span] = field(default_factory=list)
     parse_failures: int = 0
+    truncated: int = 0
     raw: list[str] = field(default_factory=list)
     task: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -53,8 +55,19 @@ class Extraction:
         """The JSON line of ``kgc extract``; ``id`` is the text's, as in its converted records."""
         out = {"id": stable_id(self.text), "task": self.task, "text": self.text, "result": self.result,
                "triples": [list(t) for t in self.triples], "spans": [vars(s) for s in self.spans],
-               "parse_failures": self.parse_failures, "raw": self.raw, "provenance": self.provenance}
+               "parse_failures": self.parse_failures, "truncated": self.truncated, "raw": self.raw,
+               "provenance": self.provenance}
         return {k: v for k, v in out.items() if (with_triples or k != "triples") and (with_raw or k != "raw")}
+
+
+def distinct(value: Any) -> Any:
+    """``value`` with repeated items of its lists (at any depth) dropped, first occurrences kept."""
+    if isinstance(value, dict):
+        return {k: distinct(v) for k, v in value.items()}
+    if isinstance(value, list):
+        items = [distinct(v) for v in value]
+        return [v for i, v in enumerate(items) if v not in items[:i]]
+    return value
 
 
 def find_spans(text: str, mentions: Iterable[tuple[str, str]]) -> list[Span]:
@@ -81,7 +94,10 @@ def labels_schema(labels: Iterable[str], task: Task) -> Schema:
     for entry in labels:
         name, _, roles = entry.partition(":")
         roles = tuple(Role(r.strip()) for r in roles.split("/") if r.strip())
-        out.append(replace(task.label(name.strip()), roles=roles))
+        if name.strip():
+            out.append(replace(task.label(name.strip()), roles=roles))
+    if not out:
+        raise InputError("no labels to extract: give at least one (--labels person,location or --schema FILE)")
     return Schema(tuple(out))
 
 
@@ -113,7 +129,7 @@ class Extractor:
         self.language, self.instruction, self.batch_size = language, instruction, max(1, batch_size)
         self.options = ConvertOptions(split="test", order="file", split_num=split_num)
         self._converters: dict[str, Converter] = {}
-        self.builder = RequestBuilder(style, params.constrained, self.host)
+        self.builder = RequestBuilder(style, params.constrained, self.host, params.quote)
         self.params = replace(params, stop=tuple(dict.fromkeys(params.stop + self.builder.stop)))
         self._owns_backend = not isinstance(backend, Backend)
         self.backend = backend if isinstance(backend, Backend) else load_backend(backend, backend_options or {},
@@ -149,16 +165,19 @@ class Extractor:
         task = self.task
         chunks = [(i, chunk) for i, text in enumerate(texts)
                   for chunk in self._converter(text).chunks(task.read({"text": text}), i)]
-        requests = [self.builder(chunk.instruction, task, chunk.items) for _, chunk in chunks]
+        requests = [self.builder(chunk.instruction, task, chunk.items, texts[i]) for i, chunk in chunks]
         results = [Extraction(text, task=task.name, provenance=self.provenance) for text in texts]
         for (i, _), generation in zip(chunks, self.backend.generate(requests, self.params), strict=True):
-            parsed = read_answer(generation.text, task.name, {"text": texts[i]}, self.host)
+            parsed = read_answer(generation.text, task.name, {"text": texts[i]}, self.host,
+                                 truncated=generation.finish_reason == "length")
             results[i].raw.append(generation.text)
             if parsed.ok:
                 results[i].result.update(parsed.value)
             else:
                 results[i].parse_failures += 1
+                results[i].truncated += parsed.status == "truncated"
         for extraction in results:
+            extraction.result = distinct(extraction.result)
             extraction.triples = task.triples(extraction.result)
             extraction.spans = find_spans(extraction.text, task.mentions(extraction.result))
         return results

@@ -14,7 +14,7 @@ CODE_FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)(?:```|$)", re.S)
 @dataclass(frozen=True)
 class ParsedAnswer:
     """``status`` is ``ok`` (clean JSON), ``extracted`` (found inside other text), ``repaired``
-    (fixed by json-repair) or ``failed`` (``value`` is ``None``)."""
+    (fixed by json-repair), ``truncated`` (cut by the token limit) or ``failed`` (both: ``value`` is ``None``)."""
 
     value: dict[str, Any] | None
     status: str
@@ -101,13 +101,17 @@ def parse_answer(text: Any) -> ParsedAnswer:
     return ParsedAnswer(None, "failed", "no JSON object could be recovered")
 
 
-def read_answer(text: Any, task: str, record: dict[str, Any], host: Any) -> ParsedAnswer:
+def read_answer(text: Any, task: str, record: dict[str, Any], host: Any, truncated: bool = False) -> ParsedAnswer:
     """Parse an answer, then let plugins adjust it (``kgc_postprocess_prediction``).
 
     The one step between generating and using an answer: ``extract``, ``evaluate`` and the graph all
     read answers through it. ``host`` is the :class:`~kgcore.plugins.PluginHost` whose plugins run.
+    An answer the token limit cut (``truncated``) is not repaired into items: unless it is whole JSON,
+    it is ``truncated``.
     """
     parsed = parse_answer(text)
+    if truncated and parsed.status != "ok":
+        return ParsedAnswer(None, "truncated", "the answer reached the token limit (--max-new-tokens) unfinished")
     if not parsed.ok:
         return parsed
     return replace(parsed, value=host.postprocess(task, record, parsed.value))

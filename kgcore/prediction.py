@@ -18,7 +18,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from .backend import Backend, GenerationParams, Request
+from .backend import Backend, Generation, GenerationParams, Request
 from .errors import InputError
 from .jsonl import dumps, read_jsonl
 from .plugins import PluginHost, get_host
@@ -48,9 +48,9 @@ class RecordRequests:
     (``task`` and ``task_options`` override the records')."""
 
     def __init__(self, style: PromptStyle = PromptStyle(), constrained: bool = True, task: str | None = None,
-                 task_options: Mapping[str, Any] | None = None, host: PluginHost | None = None):
+                 task_options: Mapping[str, Any] | None = None, host: PluginHost | None = None, quote: bool = True):
         self.host = host or get_host()
-        self.builder = RequestBuilder(style, constrained, self.host)
+        self.builder = RequestBuilder(style, constrained, self.host, quote)
         self.task, self.task_options = task, dict(task_options or {})
         self._tasks: dict[str, Task] = {}
 
@@ -67,11 +67,12 @@ class RecordRequests:
     def __call__(self, record: dict[str, Any]) -> Request:
         task = self.task_for(record)
         try:
-            value = json.loads(record["instruction"]).get("schema")
+            fields = json.loads(record["instruction"])
+            value, text = fields.get("schema"), fields.get("input")
         except (json.JSONDecodeError, AttributeError):
-            value = None
+            value = text = None
         items = task.items_from_schema(value) if task is not None and value is not None else []
-        return self.builder(record["instruction"], task, items)
+        return self.builder(record["instruction"], task, items, text if isinstance(text, str) else None)
 
 
 def _resume(output: Path) -> set[str]:
@@ -94,6 +95,12 @@ def _resume(output: Path) -> set[str]:
     return done
 
 
+def answered(record: dict[str, Any], generation: Generation) -> dict[str, Any]:
+    """The output line of a record: the record, its ``output``, and ``truncated`` if the token limit cut it."""
+    cut = {"truncated": True} if generation.finish_reason == "length" else {}
+    return {**record, "output": generation.text, **cut}
+
+
 def predict(input_path: str | Path, output_path: str | Path, backend: Backend, *, task: str | None = None,
             task_options: Mapping[str, Any] | None = None, style: PromptStyle = PromptStyle(),
             params: GenerationParams = GenerationParams(), batch_size: int = 8, progress: bool = True,
@@ -109,7 +116,7 @@ def predict(input_path: str | Path, output_path: str | Path, backend: Backend, *
     for number, record in enumerate(records, 1):
         if not isinstance(record.get("instruction"), str):
             raise InputError("missing instruction", path=str(input_path), line=number, field="instruction")
-    requests = RecordRequests(style, params.constrained, task, task_options, host)
+    requests = RecordRequests(style, params.constrained, task, task_options, host, params.quote)
     for record in records[:1]:
         requests.task_for(record)  # an unknown task fails before any answer is generated
     params = replace(params, stop=tuple(dict.fromkeys(params.stop + requests.builder.stop)))
@@ -143,7 +150,7 @@ def _generate(records: list[dict[str, Any]], requests: RecordRequests, backend: 
         for i in range(0, len(records), batch_size):
             batch = records[i:i + batch_size]
             for record, generation in zip(batch, backend.generate([requests(r) for r in batch], params), strict=True):
-                fh.write(dumps({**record, "output": generation.text}) + "\n")
+                fh.write(dumps(answered(record, generation)) + "\n")
                 prompt_tokens += generation.prompt_tokens
                 completion_tokens += generation.completion_tokens
                 finish[generation.finish_reason] = finish.get(generation.finish_reason, 0) + 1

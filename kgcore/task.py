@@ -89,6 +89,9 @@ class Task:
     #: How a knowledge graph reads answers: ``mentions``, ``relations``, ``events``, ``attributes``, or
     #: ``None`` (the :meth:`triples` as edges).
     graph_shape: ClassVar[str | None] = None
+    #: Values an answer may hold besides spans of its text when it quotes the text (``None``: the
+    #: task's values are not mentions, never held to the text).
+    unquoted: ClassVar[tuple[str, ...] | None] = ()
 
     @dataclass(frozen=True)
     class Options:

@@ -19,8 +19,10 @@ def test_quality_benchmark_smoke(tmp_path, smollm2_gguf):
     assert [(r["dataset"], r["config"]) for r in rows] == [
         ("conll2003", "zero-shot+json"), ("conll2003", "adapter+json"),
         ("resume_ner", "zero-shot+json"), ("resume_ner", "adapter+json")]
-    for row in rows:
-        assert row["records"] == row["instructions"] == 2 and row["parse_failure_rate"] == 0.0
+    for row in rows:  # zero-shot fills its lists up to the token limit: cut answers count, nothing else fails
+        assert row["records"] == row["instructions"] == 2
+        assert row["parse_failure_rate"] * row["instructions"] / 100 == row["truncated"]
+    assert all(r["parse_failure_rate"] == 0.0 for r in rows if r["config"] == "adapter+json")
     f1 = {(r["dataset"], r["config"]): r["f1"]["entity"] for r in rows}
     for dataset in ("conll2003", "resume_ner"):  # the adapter is what finds entities
         assert f1[dataset, "adapter+json"] > f1[dataset, "zero-shot+json"], f1

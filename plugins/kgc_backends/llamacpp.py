@@ -17,6 +17,8 @@ from kgcore.backend import Backend, BackendError, Generation
 # and llama.cpp crashes on it), backslashes (read as JSON escapes: "a\\b" comes back as "a<backspace>"),
 # control characters (llama.cpp aborts while sampling) and characters beyond U+FFFF (dropped).
 _UNGRAMMATICAL = re.compile(r'["\\\x00-\x1f\x7f]|[^\x00-\uffff]')
+#: How many compiled grammars are kept (the oldest goes first).
+GRAMMAR_CACHE = 64
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ class LlamaCppBackend(Backend):
                                  "rename it, or decode without constraints (--no-constrained)")
 
             self._grammars[key] = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+            if len(self._grammars) > GRAMMAR_CACHE:  # answers that quote the text: a schema per text
+                del self._grammars[next(iter(self._grammars))]
         return self._grammars[key]
 
     def generate(self, requests, params):

@@ -218,6 +218,8 @@ class OpenAIBackend(Backend):
                 raise BackendError("openai backend: response_format=gbnf compiles schemas with llama-cpp-python; "
                                    "install it or choose another response_format") from None
             self._grammars[key] = json_schema_to_gbnf(json.dumps(schema))
+            if len(self._grammars) > 64:  # answers that quote the text: a schema per text
+                del self._grammars[next(iter(self._grammars))]
         return self._grammars[key]
 
     def _pace(self) -> None:

@@ -38,7 +38,7 @@ from .prompts import TASKS
 @backend_options
 def icl(text, input_file, text_option, task, language, labels, domain, instruction, examples_path, zero_shot,
         head_entity, head_type, tail_entity, tail_type, triples, raw, show_prompt, dry_run, backend, model,
-        backend_option, template, system, max_new_tokens, temperature, constrained, batch_size):
+        backend_option, template, system, max_new_tokens, temperature, constrained, quote, batch_size):
     """In-context learning (zero/few-shot) for ner, re, ee, rte, da through any backend: one JSON line per text.
 
     The text (DA: the relation to augment) is TEXT, or one per line of --input or standard input; a
@@ -64,7 +64,7 @@ def icl(text, input_file, text_option, task, language, labels, domain, instructi
             click.echo(json.dumps({"text": doc, "task": item_spec.task, "language": item_spec.language,
                                    **(item_spec.pair or {}), "prompt": prompt}, ensure_ascii=False))
         return
-    style, params = prompt_and_params(template, system, max_new_tokens, temperature, constrained)
+    style, params = prompt_and_params(template, system, max_new_tokens, temperature, constrained, quote)
     engine = make_backend(backend, model, backend_option)
     try:
         for result in run_icl(items, engine, spec, style=style, params=params, batch_size=batch_size):

@@ -123,10 +123,9 @@ def extract_job(**kw: Any) -> None:
     files = _texts(kw, out)
     task_options = task_option_pairs(kw["task_option"])
     task = load_task(kw["task"], task_options)
-    labels = kw["labels"].split(",") if kw["labels"] else None
-    schema = load_schema(kw["schema_path"], task) if kw["schema_path"] else labels_schema(labels, task)
+    schema = load_schema(kw["schema_path"], task) if kw["schema_path"] else labels_schema(kw["labels"].split(","), task)
     style, params = prompt_and_params(kw["template"], kw["system"], kw["max_new_tokens"], kw["temperature"],
-                                      kw["constrained"])
+                                      kw["constrained"], kw["quote"])
     backend, backend_options = _backend(kw)
     fields = Fields(kw["text_field"], kw["id_field"] or None)
     shards, shard_size = _plan(files, kw["shard_size"], fields.text)
@@ -135,7 +134,7 @@ def extract_job(**kw: Any) -> None:
         "schema": hashlib.sha256(repr(schema).encode()).hexdigest()[:16], "language": kw["language"],
         "split_num": kw["split_num"], "backend": backend, "backend_options": _public(backend_options),
         "style": [style.template, style.system], "params": [params.max_new_tokens, params.temperature,
-                                                            params.constrained],
+                                                            params.constrained, params.quote],
         "fields": [fields.text, fields.id], "chunk_chars": kw["chunk_chars"], "shard_size": shard_size,
         "triples": kw["triples"], "raw": kw["raw"]})
     job = folder.open(shards)
@@ -218,8 +217,8 @@ def predict_job(**kw: Any) -> None:
     shards, shard_size = _plan(files, kw["shard_size"], "instruction")
     task_options = task_option_pairs(kw["task_option"], click.get_current_context().args)
     style, params = prompt_and_params(kw["template"], kw["system"], kw["max_new_tokens"], kw["temperature"],
-                                      kw["constrained"])
-    requests = RecordRequests(style, params.constrained, kw["task"], task_options)
+                                      kw["constrained"], kw["quote"])
+    requests = RecordRequests(style, params.constrained, kw["task"], task_options, quote=params.quote)
     for _, record in read_jsonl(files[0][0]):
         if requests.task_for(record) is None:
             raise InputError("no task: give -t TASK or a 'task' field", path=str(files[0][0]), field="task")
@@ -228,7 +227,8 @@ def predict_job(**kw: Any) -> None:
     folder = ShardFolder(Path(f"{output}.shards"), "jsonl", {
         "command": "predict", "inputs": _fingerprint(files), "task": kw["task"], "task_options": task_options,
         "backend": backend, "backend_options": _public(backend_options), "style": [style.template, style.system],
-        "params": [params.max_new_tokens, params.temperature, params.constrained], "shard_size": shard_size})
+        "params": [params.max_new_tokens, params.temperature, params.constrained, params.quote],
+        "shard_size": shard_size})
     folder.open(shards)
     config = {"task": kw["task"], "task_options": task_options, "style": style, "params": params,
               "backend": backend, "backend_options": backend_options, "batch_size": kw["batch_size"]}

@@ -15,8 +15,8 @@ from typing import Any
 
 from kgcore import Extractor, KGCError, get_host, load_backend, load_task
 from kgcore.conversion import stable_id
-from kgcore.extraction import find_spans
-from kgcore.prediction import RecordRequests
+from kgcore.extraction import distinct, find_spans
+from kgcore.prediction import RecordRequests, answered
 
 from .corpus import Shard, chunk_spans, read_shard
 
@@ -104,9 +104,10 @@ class ExtractWorker(Worker):
         first = chunks[0][1]
         if len(chunks) > 1:
             for _, extraction in chunks[1:]:
-                first.result = merge(first.result, extraction.result)
+                first.result = distinct(merge(first.result, extraction.result))
                 first.raw += extraction.raw
                 first.parse_failures += extraction.parse_failures
+                first.truncated += extraction.truncated
             first.text = text
             first.triples = task.triples(first.result)
             first.spans = find_spans(text, task.mentions(first.result))
@@ -124,7 +125,7 @@ class PredictWorker(Worker):
     def setup(self, config: dict[str, Any], host: Any) -> None:
         params = config["params"]
         self.requests = RecordRequests(config["style"], params.constrained, config["task"], config["task_options"],
-                                       host)
+                                       host, params.quote)
         self.params = replace(params, stop=tuple(dict.fromkeys(params.stop + self.requests.builder.stop)))
         self.backend = load_backend(config["backend"], config["backend_options"], host)
         self.batch_size = config["batch_size"]
@@ -135,7 +136,7 @@ class PredictWorker(Worker):
             batch = [record for _, record in records[i:i + self.batch_size]]
             for record, generation in zip(batch, self.backend.generate([self.requests(r) for r in batch],
                                                                        self.params), strict=True):
-                lines.append({**record, "output": generation.text})
+                lines.append(answered(record, generation))
                 counts["prompt_tokens"] += generation.prompt_tokens
                 counts["completion_tokens"] += generation.completion_tokens
         return lines, counts

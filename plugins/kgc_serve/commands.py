@@ -28,7 +28,7 @@ from kgcore.cli import backend_options, make_backend, prompt_and_params
 @backend_options
 def serve(store, host, port, token, no_auth, allow_update, cors_origins, max_body_bytes, max_text_chars, max_texts,
           queue, backend, model, backend_option, template, system, max_new_tokens, temperature, constrained,
-          batch_size):
+          quote, batch_size):
     """Serve the web page and the HTTP API (extract, graph, /sparql, /healthz, /metrics; OpenAPI at /docs)."""
     from .service import ServeConfig, is_loopback
 
@@ -40,7 +40,7 @@ def serve(store, host, port, token, no_auth, allow_update, cors_origins, max_bod
     config = ServeConfig(store=store, host=host, port=port, token=token or None, allow_update=allow_update,
                          max_body_bytes=max_body_bytes, max_text_chars=max_text_chars, max_texts=max_texts,
                          queue=queue, cors_origins=tuple(cors_origins))
-    style, params = prompt_and_params(template, system, max_new_tokens, temperature, constrained)
+    style, params = prompt_and_params(template, system, max_new_tokens, temperature, constrained, quote)
     run(config, lambda: make_backend(backend, model, backend_option), style, params, batch_size)
 
 

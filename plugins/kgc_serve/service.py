@@ -95,7 +95,7 @@ class Service:
             for doc, extraction in zip(documents, extractor.extract(texts)):
                 line = extraction.as_dict(with_raw=True)
                 doc["results"][spec.task] = {k: line[k] for k in ("result", "triples", "spans", "parse_failures",
-                                                                   "raw")}
+                                                                   "truncated", "raw")}
                 failures += extraction.parse_failures
                 extractions.append(extraction)
         self.metrics.texts.inc(len(texts) * len(tasks))

@@ -83,6 +83,7 @@ class EE(AnnotatedTask):
 
     name = "EE"
     graph_shape = "events"
+    unquoted = (NAN,)
     annotation_key = "event"
     annotation_schema = _EVENT
     default_split_num = 4

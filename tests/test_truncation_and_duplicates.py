@@ -1,0 +1,96 @@
+"""Answers that cannot be right are not hidden: an answer the token limit cut is reported as truncated
+(counted, its raw text kept) instead of being repaired into items, repeated items are dropped, and
+extracting with no labels is an error before any model runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+import kgcore
+from kgcore import Extractor, InputError
+from kgcore.backend import Backend, Generation
+from kgcore.extraction import distinct
+from kgcore.parsing import read_answer
+from kgcore.plugins import get_host
+
+TORN = '{"person": ["Ada Lovelace", "Charles Babb'  # cut mid-string by the token limit
+
+
+@dataclass(frozen=True)
+class ScriptOptions:
+    model: str = ""
+
+
+class Script(Backend):
+    """Answers the n-th request with the n-th ``(text, finish_reason)`` of ``answers``."""
+
+    name = "script"
+    Options = ScriptOptions
+    answers: list[tuple[str, str]] = []
+
+    def generate(self, requests, params):
+        out = [Generation(text, 10, 5, finish) for text, finish in Script.answers[:len(requests)]]
+        del Script.answers[:len(requests)]
+        return out
+
+
+def test_a_cut_answer_is_truncated_not_repaired():
+    host = get_host()
+    assert read_answer(TORN, "NER", {}, host).status == "repaired"  # without the backend's word: damage
+    cut = read_answer(TORN, "NER", {}, host, truncated=True)
+    assert (cut.ok, cut.status, cut.value) == (False, "truncated", None) and "--max-new-tokens" in cut.error
+    whole = read_answer('{"person": []}', "NER", {}, host, truncated=True)  # closed just at the limit
+    assert (whole.status, whole.value) == ("ok", {"person": []})
+
+
+def test_extract_counts_truncated_answers_and_keeps_their_text():
+    Script.answers = [(TORN, "length"), ('{"person": ["Ada", "Ada", "Bob"]}', "stop")]
+    with Extractor("NER", labels=["person"], backend=Script(ScriptOptions())) as extract:
+        cut, fine = list(extract.extract(["Ada Lovelace met Charles Babbage.", "Ada met Bob. Ada left."]))
+    assert (cut.result, cut.triples, cut.parse_failures, cut.truncated, cut.raw) == ({}, [], 1, 1, [TORN])
+    assert cut.as_dict()["truncated"] == 1
+    assert fine.result == {"person": ["Ada", "Bob"]} and (fine.parse_failures, fine.truncated) == (0, 0)
+    assert fine.triples == [("Ada", "type", "person"), ("Bob", "type", "person")]
+
+
+def test_predict_marks_cut_answers_and_evaluate_counts_them(tmp_path):
+    sample = tmp_path / "sample.json"
+    sample.write_text("".join(json.dumps({"text": text, "entity": [{"entity": "Ada", "entity_type": "person"}]})
+                              + "\n" for text in ("Ada wrote.", "Ada read.")), encoding="utf-8")
+    records = tmp_path / "test.json"
+    schema = tmp_path / "schema.json"
+    schema.write_text('["person"]', encoding="utf-8")
+    kgcore.convert(sample, records, task="NER", schema=schema,
+                   options=kgcore.ConvertOptions(split="test", language="en"), progress=False)
+    Script.answers = [(TORN, "length"), ('{"person": ["Ada"]}', "length")]
+    kgcore.predict(records, tmp_path / "pred.json", Script(ScriptOptions()), progress=False)
+    lines = [json.loads(line) for line in (tmp_path / "pred.json").read_text(encoding="utf-8").splitlines()]
+    assert [line.get("truncated") for line in lines] == [True, True] and lines[0]["output"] == TORN
+    report = kgcore.evaluate(tmp_path / "pred.json", progress=False)
+    assert (report["parse_failures"], report["truncated"], report["repaired"]) == (1, 1, 0)
+    assert report["failures"][0]["output"] == TORN and "token limit" in report["failures"][0]["error"]
+    assert report["metrics"]["entity"]["tp"] == 1  # the whole answer still counts
+    assert "(1 cut by the token limit)" in kgcore.evaluation.format_report(report)
+
+
+def test_distinct_drops_repeats_at_any_depth_and_keeps_order():
+    event = {"trigger": "attacked", "arguments": {"attacker": "Rebels"}}
+    value = {"attack": [event, dict(event), {"trigger": "attack", "arguments": {}}, event],
+             "person": ["b", "a", "b"], "n": 3}
+    assert distinct(value) == {"attack": [event, {"trigger": "attack", "arguments": {}}], "person": ["b", "a"], "n": 3}
+    assert distinct([[1, 1], [1, 2], [1]]) == [[1], [1, 2]]  # inner lists first, then the outer one
+
+
+@pytest.mark.parametrize("labels", ["", " , "])
+def test_extract_without_labels_is_an_error_before_a_model_runs(labels):
+    with pytest.raises(InputError, match="no labels to extract"):
+        Extractor("NER", labels=labels.split(","), backend=Script(ScriptOptions()))
+    done = subprocess.run([sys.executable, "-m", "kgcore.cli", "extract", "-t", "NER", "-l", labels,
+                           "-m", "/nonexistent.gguf", "Ada met Bob."], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stdout == ""
+    assert "no labels to extract" in done.stderr and "nonexistent" not in done.stderr
