@@ -23,8 +23,8 @@ MAX_ITEMS = 16
 _PIECES = re.compile(_UNITS.pattern + r"|[^\w\s]")
 #: The longest span an answer may quote, in those pieces.
 LONGEST_QUOTE = 32
-#: What a quoted span may not hold: characters that grammars (llama.cpp's) cannot spell out.
-_UNQUOTABLE = re.compile(r'["\\\x00-\x1f\x7f]|[^\x00-\uffff]')
+#: Characters that grammars (llama.cpp's) cannot spell out: a quoted span may not hold them.
+UNQUOTABLE = re.compile(r'["\\\x00-\x1f\x7f]|[^\x00-\uffff]')
 
 
 def quotes(text: str, longest: int = LONGEST_QUOTE) -> list[str]:
@@ -32,7 +32,7 @@ def quotes(text: str, longest: int = LONGEST_QUOTE) -> list[str]:
     pieces) that hold no quote, backslash, control character or character beyond U+FFFF."""
     pieces = list(_PIECES.finditer(text))
     spans = (text[a.start():b.end()] for i, a in enumerate(pieces) for b in pieces[i:i + longest])
-    return list(dict.fromkeys(s for s in spans if not _UNQUOTABLE.search(s)))
+    return list(dict.fromkeys(s for s in spans if not UNQUOTABLE.search(s)))
 
 
 def quoting(schema: Any, allowed: list[str]) -> Any:

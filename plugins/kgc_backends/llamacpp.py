@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -12,11 +11,12 @@ from typing import Any
 
 from kgcore import InputError
 from kgcore.backend import Backend, BackendError, Generation
+from kgcore.prompt import UNQUOTABLE
 
 # What llama-cpp-python's JSON-schema-to-grammar converter spells wrong: quotes (the grammar does not parse,
 # and llama.cpp crashes on it), backslashes (read as JSON escapes: "a\\b" comes back as "a<backspace>"),
 # control characters (llama.cpp aborts while sampling) and characters beyond U+FFFF (dropped).
-_UNGRAMMATICAL = re.compile(r'["\\\x00-\x1f\x7f]|[^\x00-\uffff]')
+_UNGRAMMATICAL = UNQUOTABLE
 #: How many compiled grammars are kept (the oldest goes first).
 GRAMMAR_CACHE = 64
 

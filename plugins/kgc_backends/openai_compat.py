@@ -27,6 +27,8 @@ from urllib.parse import urlsplit, urlunsplit
 from kgcore.backend import Backend, BackendError, Generation, GenerationParams, Request
 from kgcore.errors import InputError
 
+from .llamacpp import GRAMMAR_CACHE
+
 MODES = ("chat", "completion")
 #: How a request's JSON Schema is sent (when ``params.constrained``):
 #: ``json_schema``: OpenAI structured outputs, ``{"type": "json_schema", "json_schema": {...}}``
@@ -218,7 +220,7 @@ class OpenAIBackend(Backend):
                 raise BackendError("openai backend: response_format=gbnf compiles schemas with llama-cpp-python; "
                                    "install it or choose another response_format") from None
             self._grammars[key] = json_schema_to_gbnf(json.dumps(schema))
-            if len(self._grammars) > 64:  # answers that quote the text: a schema per text
+            if len(self._grammars) > GRAMMAR_CACHE:  # answers that quote the text: a schema per text
                 del self._grammars[next(iter(self._grammars))]
         return self._grammars[key]
 
