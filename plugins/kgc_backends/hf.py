@@ -12,7 +12,6 @@ torch, transformers, peft and llguidance are imported only when the backend is c
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import warnings
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from typing import Any, ClassVar
 from kgcore.backend import Backend, BackendError, Generation, GenerationParams, Request
 
 from .loading import bitsandbytes_config, is_mergeable
+from .masks import apply_bitmask, compile_schema, schema_matcher
 from .tokens import request_token_ids, split_stops
 
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -304,31 +304,30 @@ class _GrammarProcessor:
 
     Rows without a schema pass through. A row's matcher consumes the token chosen at the previous
     step; once the JSON value is complete only eos is allowed. Rows that finished (eos) are left alone.
+    The masks of all rows are filled in parallel into one bitmask and applied in place, as vLLM does.
     """
 
     def __init__(self, ll_tokenizer, schemas: list[Any], prompt_width: int, eos_ids: list[int]):
         import llguidance
-        import torch
+        import llguidance.torch
 
-        self.torch, self.prompt_width, self.eos_ids = torch, prompt_width, eos_ids
+        self.prompt_width, self.eos_ids = prompt_width, eos_ids
         self.matchers: list[Any] = []
-        defaults = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
         for schema in schemas:
             if schema is None:
                 self.matchers.append(None)
                 continue
-            grammar = llguidance.LLMatcher.grammar_from_json_schema(json.dumps(schema), defaults=defaults)
-            matcher = llguidance.LLMatcher(ll_tokenizer, grammar, log_level=0)
-            if matcher.is_error():
-                warnings.warn(f"hf: JSON schema not enforced ({matcher.get_error()})", stacklevel=2)
-                matcher = None
-            self.matchers.append(matcher)
+            self.matchers.append(schema_matcher(ll_tokenizer, compile_schema(schema), "hf"))
         self.done = [m is None for m in self.matchers]
-        self.vocab = ll_tokenizer.vocab_size
+        self.executor = llguidance.LLExecutor()
+        self.bitmask = llguidance.torch.allocate_token_bitmask(len(schemas), ll_tokenizer.vocab_size)
 
     def __call__(self, input_ids, scores):
-        torch = self.torch
+        import llguidance.torch
+
         step = input_ids.shape[1] - self.prompt_width
+        self.bitmask.fill_(-1)  # every token allowed
+        rows = []
         for row, matcher in enumerate(self.matchers):
             if self.done[row]:
                 continue
@@ -342,14 +341,10 @@ class _GrammarProcessor:
                                   "the rest of this answer is unconstrained", stacklevel=2)
                     self.done[row] = True
                     continue
-            allowed = torch.zeros(scores.shape[-1], dtype=torch.bool)
-            if matcher.is_stopped():
-                allowed[self.eos_ids] = True
-            else:
-                bias = torch.frombuffer(bytearray(matcher.compute_logit_bias()), dtype=torch.uint8)
-                n = min(self.vocab, scores.shape[-1], bias.numel())
-                allowed[:n] = bias[:n] > 0
-            scores[row] = scores[row].masked_fill(~allowed.to(scores.device), float("-inf"))
+            rows.append((matcher, row))  # a complete answer's mask allows eos alone
+        if rows:
+            llguidance.torch.fill_next_token_bitmask_par(self.executor, rows, self.bitmask)
+        apply_bitmask(scores, self.bitmask)
         return scores
 
 
