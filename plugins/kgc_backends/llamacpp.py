@@ -28,17 +28,19 @@ class LlamaCppOptions:
     n_threads: int = 0  # 0: all cores
     n_gpu_layers: int = 0
     n_batch: int = 512
+    parallel: int = 8  # greedy requests decoded together (one KV sequence each)
     lora: str = ""  # a GGUF LoRA adapter; "none" disables the default model's adapter
     lora_scale: float = 1.0
     seed: int = 42
 
 
 class LlamaCppBackend(Backend):
-    """Generates one request at a time (llama.cpp decodes a single sequence per context).
+    """Greedy requests are decoded together (:class:`~kgc_backends.llamacpp_batch.BatchDecoder`: shared
+    prompt prefix, llguidance masks, grammar-forced tokens appended unsampled); sampled ones one at a
+    time through llama-cpp-python, their JSON-schema constraints as GBNF grammars compiled once per schema.
 
     Without a named chat template the GGUF's own template (``tokenizer.chat_template``) renders
-    the messages, exactly as llama.cpp's server does. JSON-schema constraints become GBNF grammars,
-    compiled once per distinct schema.
+    the messages, exactly as llama.cpp's server does.
     """
 
     name = "llamacpp"
@@ -72,6 +74,7 @@ class LlamaCppBackend(Backend):
                          verbose=False)
         self._grammars: dict[str, object] = {}
         self._formatter = None
+        self._decoder = None
 
     def _chat_formatter(self):
         if self._formatter is None:
@@ -110,23 +113,36 @@ class LlamaCppBackend(Backend):
         return self._grammars[key]
 
     def generate(self, requests, params):
-        out = []
+        prompts = []
         for request in requests:
             tokens, template_stop = self._tokens(request)
             if len(tokens) >= self.options.n_ctx:
                 raise BackendError(f"llamacpp: prompt of {len(tokens)} tokens exceeds n_ctx={self.options.n_ctx}")
-            constrain = params.constrained and request.json_schema is not None
-            result = self.llm.create_completion(
-                tokens, max_tokens=min(params.max_new_tokens, self.options.n_ctx - len(tokens)),
-                temperature=params.temperature, top_p=params.top_p, seed=params.seed,
-                stop=list(dict.fromkeys([*params.stop, *template_stop])) or None,
-                grammar=self._grammar(request.json_schema) if constrain else None)
-            choice, usage = result["choices"][0], result["usage"]
-            out.append(Generation(choice["text"], usage["prompt_tokens"], usage["completion_tokens"],
-                                  choice.get("finish_reason") or "stop"))
-        return out
+            prompts.append((tokens, tuple(dict.fromkeys([*params.stop, *template_stop]))))
+        if params.temperature == 0 and self.options.parallel > 0 and prompts:
+            if self._decoder is None:
+                from .llamacpp_batch import BatchDecoder
+
+                self._decoder = BatchDecoder(self.llm, self.options.n_ctx, self.options.parallel)
+            return self._decoder.generate([p for p, _ in prompts],
+                                          [r.json_schema if params.constrained else None for r in requests],
+                                          [stop for _, stop in prompts], params.max_new_tokens)
+        return [self._sample(request, tokens, stop, params) for request, (tokens, stop) in zip(requests, prompts)]
+
+    def _sample(self, request, tokens, stop, params) -> Generation:
+        constrain = params.constrained and request.json_schema is not None
+        result = self.llm.create_completion(
+            tokens, max_tokens=min(params.max_new_tokens, self.options.n_ctx - len(tokens)),
+            temperature=params.temperature, top_p=params.top_p, seed=params.seed, stop=list(stop) or None,
+            grammar=self._grammar(request.json_schema) if constrain else None)
+        choice, usage = result["choices"][0], result["usage"]
+        return Generation(choice["text"], usage["prompt_tokens"], usage["completion_tokens"],
+                          choice.get("finish_reason") or "stop")
 
     def close(self) -> None:
+        decoder, self._decoder = getattr(self, "_decoder", None), None
+        if decoder is not None:
+            decoder.close()
         llm, self.llm = getattr(self, "llm", None), None
         if llm is not None:
             llm.close()
