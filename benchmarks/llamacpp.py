@@ -1,8 +1,10 @@
 """llama.cpp backend: framework overhead, constrained vs unconstrained, and a full CoNLL-2003 run.
 
-    python benchmarks/llamacpp.py overhead --n 40      # kgc predict vs a bare llama-cpp loop, same prompts
+    python benchmarks/llamacpp.py overhead --n 40      # kgc predict vs a bare llama-cpp loop, same prompts,
+                                                       # one request at a time (extract_speed.py: batched)
     python benchmarks/llamacpp.py constrained --n 60   # wall time and parse failures with/without grammar
     python benchmarks/llamacpp.py conll                # all 300 test sentences, constrained
+    python benchmarks/llamacpp.py lora                 # tokens/s per llama_decode call with and without the adapter
 
 Every comparison runs side by side in one process on the same model and prompts.
 """
@@ -20,7 +22,7 @@ from common import conll_test_instructions, machine
 from kgc_backends.default_model import base_gguf
 
 import kgcore
-from kgcore.backend import GenerationParams
+from kgcore.backend import GenerationParams, Request
 from kgcore.jsonl import read_jsonl
 from kgcore.backend import load_backend
 from kgcore.prediction import RecordRequests, predict, record_key
@@ -28,8 +30,8 @@ from kgcore.prediction import RecordRequests, predict, record_key
 MAX_NEW = 128
 
 
-def _backend():
-    return load_backend("llamacpp", {"model": str(base_gguf()), "n_ctx": "2048"})
+def _backend(parallel: int = 8):
+    return load_backend("llamacpp", {"model": str(base_gguf()), "n_ctx": "2048", "parallel": str(parallel)})
 
 
 def _predict(backend, src: Path, constrained: bool) -> tuple[float, dict]:
@@ -46,7 +48,7 @@ def overhead(n: int, rounds: int) -> None:
     from llama_cpp import LlamaGrammar
 
     src = conll_test_instructions(n)
-    backend = _backend()
+    backend = _backend(parallel=0)  # one request at a time, as the bare loop; extract_speed.py: the batched path
     to_request = RecordRequests()
     records = list({record_key(r): r for _, r in read_jsonl(src)}.values())
     prompts = [(*backend._tokens(request), request.json_schema) for request in map(to_request, records)]
@@ -108,6 +110,36 @@ def conll() -> None:
     backend.close()
 
 
+def lora(rounds: int) -> None:
+    """What applying the IE adapter at run time costs: tokens/s of one llama_decode call of 1 (one sequence's
+    next token), 8 (one token of each of 8 sequences) and 128 tokens, with and without the adapter."""
+    from llama_cpp import llama_memory_seq_rm
+
+    text = " ".join(["The quick brown fox jumps over the lazy dog near the river bank."] * 20)
+    rows = {}
+    for name, options in (("base GGUF", {"lora": "none"}), ("base GGUF + IE adapter (LoRA)", {})):
+        backend = load_backend("llamacpp", {**options, "parallel": "8"})
+        backend.generate([Request(messages=({"role": "user", "content": "hi"},))], GenerationParams(max_new_tokens=2))
+        decoder, ids = backend._decoder, backend.llm.tokenize(text.encode())
+        rows[name] = []
+        for size in (1, 8, 128):
+            best = float("inf")
+            for _ in range(rounds):
+                entries = ([(1 + k, ids[k:k + 1], 0, True) for k in range(size)] if size <= 8
+                           else [(1, ids[:size], 0, True)])
+                start = time.perf_counter()
+                decoder._decode(entries)
+                best = min(best, time.perf_counter() - start)
+                for seq, *_ in entries:
+                    llama_memory_seq_rm(decoder.memory, seq, -1, -1)
+            rows[name].append(size / best)
+        backend.close()
+    print(f"## llama.cpp tokens/s per llama_decode call, SmolLM2-135M Q4_1, best of {rounds} ({machine()})")
+    print("| model | 1 token | 8 tokens (8 sequences) | 128 tokens |\n|---|---:|---:|---:|")
+    for name, speeds in rows.items():
+        print(f"| {name} | " + " | ".join(f"{v:.0f}" for v in speeds) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -117,11 +149,15 @@ def main() -> None:
     c = sub.add_parser("constrained")
     c.add_argument("--n", type=int, default=60)
     sub.add_parser("conll")
+    la = sub.add_parser("lora")
+    la.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
     if args.what == "overhead":
         overhead(args.n, args.rounds)
     elif args.what == "constrained":
         constrained(args.n)
+    elif args.what == "lora":
+        lora(args.rounds)
     else:
         conll()
 
