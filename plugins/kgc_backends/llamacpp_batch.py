@@ -21,11 +21,10 @@ from typing import Any
 
 from kgcore.backend import BackendError, Generation
 
+from .llamacpp import GRAMMAR_CACHE
 from .masks import apply_bitmask, compile_schema, schema_matcher
 
 PREFIX_SEQ = 0  # holds the prompt prefix requests share
-#: How many compiled grammars are kept (the oldest goes first): answers that quote the text have one per text.
-GRAMMAR_CACHE = 64
 
 
 @dataclass
@@ -87,7 +86,7 @@ class BatchDecoder:
         key = json.dumps(schema, sort_keys=True)
         grammar = self._grammars.pop(key, None) or compile_schema(schema)
         self._grammars[key] = grammar  # most recent last
-        if len(self._grammars) > GRAMMAR_CACHE:
+        if len(self._grammars) > GRAMMAR_CACHE:  # answers that quote the text: a grammar per text
             del self._grammars[next(iter(self._grammars))]
         return schema_matcher(self._tokenizer, grammar, "llamacpp")
 
