@@ -558,7 +558,8 @@ def test_cli_icl_few_shot_through_llamacpp_follows_the_prompts_format(smollm2_gg
     assert ner["triples"][0] == ["Joe Biden", "type", "PER"] and len(ner["triples"]) == 4
     assert ner["parse"] == "repaired" and ner["raw"].endswith('{"')  # cut by --max-new-tokens, the rest kept
     rte = _icl(smollm2_gguf, "--task", "rte", "Tim Cook works for Apple.")
-    assert rte["parse"] == "ok" and rte["result"] == rte["triples"] == [["Tim", "Cook", "Apple"]]
+    assert rte["parse"] == "ok" and rte["result"] == rte["triples"] == [["Tim Cook", "Apple", "Apple"],
+                                                                        ["Apple", "Tim Cook", "Apple"]]
     jsonschema.validate(json.loads(rte["raw"]), IclSpec("rte").answer_schema())
     free = _icl(smollm2_gguf, "--task", "rte", "--no-constrained", "Tim Cook works for Apple.")
     assert free["raw"] != rte["raw"]  # the schema is what shaped the answer
