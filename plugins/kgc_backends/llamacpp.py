@@ -127,9 +127,10 @@ class LlamaCppBackend(Backend):
             return self._decoder.generate([p for p, _ in prompts],
                                           [r.json_schema if params.constrained else None for r in requests],
                                           [stop for _, stop in prompts], params.max_new_tokens)
-        return [self._sample(request, tokens, stop, params) for request, (tokens, stop) in zip(requests, prompts)]
+        return [self._complete(request, tokens, stop, params) for request, (tokens, stop) in zip(requests, prompts)]
 
-    def _sample(self, request, tokens, stop, params) -> Generation:
+    def _complete(self, request, tokens, stop, params) -> Generation:
+        """One request through llama-cpp-python (sampled requests, or `parallel=0`)."""
         constrain = params.constrained and request.json_schema is not None
         result = self.llm.create_completion(
             tokens, max_tokens=min(params.max_new_tokens, self.options.n_ctx - len(tokens)),
