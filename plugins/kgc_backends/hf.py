@@ -321,10 +321,9 @@ class _GrammarProcessor:
         self.done = [m is None for m in self.matchers]
         self.executor = llguidance.LLExecutor()
         self.bitmask = llguidance.torch.allocate_token_bitmask(len(schemas), ll_tokenizer.vocab_size)
+        self.fill = llguidance.torch.fill_next_token_bitmask_par
 
     def __call__(self, input_ids, scores):
-        import llguidance.torch
-
         step = input_ids.shape[1] - self.prompt_width
         self.bitmask.fill_(-1)  # every token allowed
         rows = []
@@ -343,7 +342,7 @@ class _GrammarProcessor:
                     continue
             rows.append((matcher, row))  # a complete answer's mask allows eos alone
         if rows:
-            llguidance.torch.fill_next_token_bitmask_par(self.executor, rows, self.bitmask)
+            self.fill(self.executor, rows, self.bitmask)
         apply_bitmask(scores, self.bitmask)
         return scores
 

@@ -208,11 +208,13 @@ class BatchDecoder:
             final.append((seq.seq_id, seq.feed[len(head):], seq.position + len(head), True))
             seq.position += len(seq.feed)
         batch: list[tuple[int, list[int], int, bool]] = []
+        size = 0
         for entry in early:
-            if batch and sum(len(e[1]) for e in batch) + len(entry[1]) > self.n_batch:
+            if batch and size + len(entry[1]) > self.n_batch:
                 self._decode(batch)
-                batch = []
+                batch, size = [], 0
             batch.append(entry)
+            size += len(entry[1])
         if batch:
             self._decode(batch)
         return self._decode(final)
