@@ -1,11 +1,13 @@
-"""Sentences/s of ``kgc extract`` on the default model, today's sequential path against batched decoding.
+"""Sentences/s of ``kgc extract`` on the default model: the first path against batched decoding and a merged adapter.
 
     cd benchmarks && python extract_speed.py --n 200
 
 One run, one machine, the same CoNLL-2003 test sentences, entity F1 of each side:
-- sequential: ``--parallel 0``, one request at a time through llama-cpp-python with a GBNF grammar;
-- batched: the default, several sequences per ``llama_decode``, the shared prompt prefix evaluated
-  once, llguidance masks and grammar-forced tokens appended without sampling;
+- sequential: ``-O parallel=0 -O merge=off``, one request at a time through llama-cpp-python with a GBNF
+  grammar, the LoRA applied at run time (the path before batched decoding);
+- batched (the default): several sequences per ``llama_decode``, the shared prompt
+  prefix evaluated once, llguidance masks and grammar-forced tokens appended without sampling;
+- batched, merged: the same with the LoRA merged into the model once, as Q8_0 (``-O merge=q8_0``) and as F16;
 - bare: the same batched decoder called directly on pre-built prompts (kgc's own overhead);
 - ceiling: prompt-processing tokens/s of this machine (best batch size) ÷ the tokens the batched path evaluates per sentence.
 """
@@ -82,43 +84,50 @@ def main() -> None:
     labels = labels if isinstance(labels, list) else list(labels)
     params = GenerationParams(max_new_tokens=MAX_NEW)
     report = {}
-    backend = load_backend("llamacpp", {"parallel": "0"})
-    with Extractor("NER", labels=labels, backend=backend, params=params, language="en") as extractor:
+
+    def batched(options: dict[str, str], bare: bool = False) -> dict:
+        """The batched path's best of ``--rounds`` (interleaved with the bare decoder, so drift hits both alike)."""
+        backend = load_backend("llamacpp", {"parallel": str(args.parallel), **options})
+        decoder_runs, kgc_runs = [], []
+        with Extractor("NER", labels=labels, backend=backend, params=params, language="en") as extractor:
+            extractor(texts[0])  # builds the decoder
+            requests = [extractor.builder(c.instruction, extractor.task, c.items, texts[i]) for i, text in
+                        enumerate(texts) for c in extractor._converter(text).chunks(extractor.task.read({"text": text}), i)]
+            for _ in range(args.rounds):
+                if bare:
+                    decoder_runs.append(bare_decoder(backend, requests))
+                kgc_runs.append(timed(extractor, texts))
+            best = min(kgc_runs, key=lambda r: r["seconds"])
+            if bare:
+                best["bare"] = min(decoder_runs)
+                best["evaluated"] = backend._decoder.evaluated  # of the last kgc run
+                best["pp"] = max(prompt_tokens_per_second(backend, size) for size in (32, 64, 128, 256, 512))
+        return best
+
+    with Extractor("NER", labels=labels, backend=load_backend("llamacpp", {"parallel": "0", "merge": "off"}),
+                   params=params, language="en") as extractor:
         report["sequential"] = timed(extractor, texts)
-    backend = load_backend("llamacpp", {"parallel": str(args.parallel)})
-    decoder_runs, kgc_runs = [], []
-    with Extractor("NER", labels=labels, backend=backend, params=params, language="en") as extractor:
-        requests = [extractor.builder(c.instruction, extractor.task, c.items, texts[i]) for i, text in enumerate(texts)
-                    for c in extractor._converter(text).chunks(extractor.task.read({"text": text}), i)]
-        extractor(texts[0])  # builds the decoder
-        for _ in range(args.rounds):  # interleaved, so drift hits both alike
-            decoder_runs.append(bare_decoder(backend, requests))
-            kgc_runs.append(timed(extractor, texts))
-        report["evaluated"] = backend._decoder.evaluated  # of the last kgc run
-        report["pp"] = max(prompt_tokens_per_second(backend, size) for size in (32, 64, 128, 256, 512))
-    report["batched"] = min(kgc_runs, key=lambda r: r["seconds"])
-    report["bare"] = {"seconds": min(decoder_runs)}
+    report["batched (default)"] = default = batched({}, bare=True)
+    report["batched, merged Q8_0"] = batched({"merge": "q8_0"})
+    report["batched, merged F16"] = batched({"merge": "f16"})
     n = len(texts)
     base = report["sequential"]["seconds"]
-    ceiling = report["pp"] / (report["evaluated"] / n)
+    ceiling = default["pp"] / (default["evaluated"] / n)
     print(f"## kgc extract, default model, {n} CoNLL-2003 test sentences, NER, quoting on ({machine()})")
-    print("| path | seconds | sentences/s | × sequential | entity F1 (tp/pred/gold) | truncated |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for side in ("sequential", "batched"):
-        r = report[side]
+    print("| path | seconds | sentences/s | × sequential | entity F1 (tp/pred/gold) | truncated | answers ≠ sequential |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for side, r in report.items():
         score, tp, pred, gold = f1([e.result for e in r["results"]], golds)
         cut = sum(e.truncated for e in r["results"])
+        differ = sum(a.result != b.result for a, b in zip(report["sequential"]["results"], r["results"]))
         print(f"| {side} | {r['seconds']:.1f} | {n / r['seconds']:.2f} | {base / r['seconds']:.2f} | "
-              f"{score:.1f} ({tp}/{pred}/{gold}) | {cut} |")
-    bare = report["bare"]["seconds"]
-    print(f"| bare batched decoder (no kgc) | {bare:.1f} | {n / bare:.2f} | {base / bare:.2f} | | |")
-    print(f"\nCeiling: prompt processing {report['pp']:.0f} tokens/s ÷ {report['evaluated'] / n:.1f} token "
-          f"evaluations per sentence = {ceiling:.2f} sentences/s; batched reaches "
-          f"{n / report['batched']['seconds'] / ceiling:.0%} of it. kgc overhead over the bare decoder: "
-          f"{report['batched']['seconds'] / bare - 1:+.1%}.")
-    differ = sum(a.result != b.result for a, b in zip(report["sequential"]["results"], report["batched"]["results"]))
-    print(f"Answers that differ between the paths: {differ} of {n}.")
-
+              f"{score:.1f} ({tp}/{pred}/{gold}) | {cut} | {differ} |")
+    bare = default["bare"]
+    print(f"| bare batched decoder (no kgc) | {bare:.1f} | {n / bare:.2f} | {base / bare:.2f} | | | |")
+    print(f"\nCeiling: prompt processing {default['pp']:.0f} tokens/s ÷ "
+          f"{default['evaluated'] / n:.1f} token evaluations per sentence = {ceiling:.2f} sentences/s; the default "
+          f"path reaches {n / default['seconds'] / ceiling:.0%} of it. kgc overhead over the bare decoder: "
+          f"{default['seconds'] / bare - 1:+.1%}.")
 
 if __name__ == "__main__":
     main()

@@ -54,7 +54,7 @@ CONFIGS = {
 
 def backend_options(args: argparse.Namespace, adapter: bool) -> dict[str, str]:
     if args.backend == "llamacpp":
-        return {"lora": "" if adapter else "none", "n_ctx": "4096", "n_threads": str(args.threads)}
+        return {"lora": "" if adapter else "none", "merge": args.merge, "n_ctx": "4096", "n_threads": str(args.threads)}
     return {"model": args.model, "adapter": args.adapter if adapter else "", "batch_size": str(args.batch_size)}
 
 
@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--model", help="hf: the de-quantized SmolLM2 checkpoint directory.")
     parser.add_argument("--adapter", help="hf: the PEFT adapter directory.")
     parser.add_argument("--batch-size", type=int, default=8, help="Instructions per backend call.")
+    parser.add_argument("--merge", default="off", choices=["off", "q8_0", "f16"],
+                        help="llamacpp: the adapter applied at run time (off) or merged into the model once.")
     parser.add_argument("--threads", type=int, default=0, help="llamacpp: CPU threads (0: all cores).")
     parser.add_argument("--json", type=Path, default=None, help="Also write the rows as JSON here.")
     args = parser.parse_args(argv)

@@ -31,6 +31,7 @@ class LlamaCppOptions:
     parallel: int = 8  # greedy requests decoded together (one KV sequence each)
     lora: str = ""  # a GGUF LoRA adapter; "none" disables the default model's adapter
     lora_scale: float = 1.0
+    merge: str = "off"  # "off": the LoRA applied at run time; q8_0 or f16: merged into the model once, cached
     seed: int = 42
 
 
@@ -67,10 +68,15 @@ class LlamaCppBackend(Backend):
             raise BackendError(f"llamacpp: no GGUF file at '{options.model}'")
         if options.lora and not Path(options.lora).is_file():
             raise BackendError(f"llamacpp: no LoRA adapter at '{options.lora}'")
+        model, lora = options.model, options.lora
+        if lora and options.merge != "off":
+            from .lora_merge import merged_gguf
+
+            model, lora = str(merged_gguf(model, lora, options.lora_scale, options.merge)), ""
         threads = options.n_threads or os.cpu_count()  # for the prompt too: llama.cpp would take every core
-        self.llm = Llama(model_path=options.model, n_ctx=options.n_ctx, n_batch=options.n_batch, n_threads=threads,
+        self.llm = Llama(model_path=model, n_ctx=options.n_ctx, n_batch=options.n_batch, n_threads=threads,
                          n_threads_batch=threads, n_gpu_layers=options.n_gpu_layers,
-                         lora_path=options.lora or None, lora_scale=options.lora_scale, seed=options.seed,
+                         lora_path=lora or None, lora_scale=options.lora_scale, seed=options.seed,
                          verbose=False)
         self._grammars: dict[str, object] = {}
         self._formatter = None
