@@ -25,12 +25,17 @@ def base_gguf() -> Path:
     return found[0]
 
 
+def cache_root() -> Path:
+    """Where kgc keeps what it derives once: ``$KGC_CACHE``, default ``~/.cache/kgc``."""
+    return Path(os.environ.get("KGC_CACHE") or Path.home() / ".cache" / "kgc")
+
+
 def base_checkpoint() -> Path:
     """The base GGUF de-quantized into a transformers checkpoint (for ``hf``, ``vllm`` and training), made once
     in ``$KGC_CACHE`` (default ``~/.cache/kgc``)."""
     from .dequantize import dequantize_gguf
 
-    cache = Path(os.environ.get("KGC_CACHE", Path.home() / ".cache" / "kgc"))
+    cache = cache_root()
     cache.mkdir(parents=True, exist_ok=True)
     return dequantize_gguf(base_gguf(), cache / "smollm2-135m-instruct")
 

@@ -15,14 +15,12 @@ from pathlib import Path
 
 from kgcore.backend import BackendError
 
+from .default_model import cache_root
+
 #: Types a merged model can be written as (``-O merge=...``).
 MERGE_TYPES = ("q8_0", "f16")
 #: Bumped when the merge changes, so that older cached files are not reused.
 _VERSION = 1
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("KGC_CACHE", Path.home() / ".cache" / "kgc")) / "merged"
 
 
 def merged_gguf(base: str | Path, lora: str | Path, scale: float = 1.0, qtype: str = "q8_0") -> Path:
@@ -32,7 +30,7 @@ def merged_gguf(base: str | Path, lora: str | Path, scale: float = 1.0, qtype: s
     """
     base, lora = Path(base).resolve(), Path(lora).resolve()
     key = hashlib.sha256(repr((_VERSION, _stamp(base), _stamp(lora), float(scale), qtype)).encode()).hexdigest()[:16]
-    out = cache_dir() / f"{base.stem}+{lora.stem}-{qtype}-{key}.gguf"
+    out = cache_root() / "merged" / f"{base.stem}+{lora.stem}-{qtype}-{key}.gguf"
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out.parent, prefix=out.stem, suffix=".partial", delete=False) as tmp:

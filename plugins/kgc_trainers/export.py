@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from kgc_backends.default_model import cache_root
 from kgc_backends.loading import MERGEABLE_PEFT_TYPES, peft_type
 from kgcore.errors import InputError, KGCError, MissingDependencyError
 
@@ -52,10 +53,6 @@ class ExportError(KGCError):
 
 
 # -- llama.cpp converters --------------------------------------------------------------------------
-
-def _cache_root() -> Path:
-    return Path(os.environ.get("KGC_CACHE") or Path.home() / ".cache" / "kgc")
-
 
 def llama_cpp_version() -> str | None:
     """The installed llama-cpp-python version, or ``None``."""
@@ -90,7 +87,7 @@ def converters_dir(version: str | None = None) -> Path:
         raise MissingDependencyError("GGUF export uses the llama.cpp converters of the installed llama-cpp-python, "
                                      "which is not installed (see docs/export.md), or set KGC_LLAMA_CPP_DIR "
                                      "to a llama.cpp checkout")
-    path = _cache_root() / f"llama.cpp-{version}"
+    path = cache_root() / f"llama.cpp-{version}"
     if not _is_converter_dir(path):
         raise MissingDependencyError(f"llama.cpp's GGUF converters (llama-cpp-python {version}) are not in {path}; "
                                      f"fetch them once with: {FETCH_COMMAND}")
@@ -104,7 +101,7 @@ def fetch_converters(version: str | None = None, *, sdist: str | os.PathLike[str
     version = version or llama_cpp_version()
     if version is None:
         raise MissingDependencyError("llama-cpp-python is not installed: give the version to fetch")
-    dest = _cache_root() / f"llama.cpp-{version}"
+    dest = cache_root() / f"llama.cpp-{version}"
     if _is_converter_dir(dest) and not force:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
