@@ -126,3 +126,26 @@ def test_worked_example_prints_what_the_readme_shows(command, shown, smollm2_ggu
     assert len(lines) == 1, f"{command} printed {len(lines)} lines"
     problems = mismatches(expected, json.loads(lines[0]))
     assert not problems, f"README.md: {command}\n" + "\n".join(problems)
+
+
+def quick_start_main_job(text: str) -> list[list[str]]:
+    """The ``kgc`` commands of the README's quick start main job (its first bash block), as argument lists."""
+    section = text[text.index("\n## Quick start"):]
+    body = re.search(r"^```bash\n(.*?)^```", section, flags=re.S | re.M).group(1).strip()
+    return [shlex.split(part)[1:] for part in body.split(" && ") if part.startswith(".venv/bin/kgc ")]
+
+
+@pytest.mark.slow
+def test_the_quick_start_main_job_builds_a_graph_with_relations(tmp_path, smollm2_gguf):
+    commands = quick_start_main_job(README.read_text(encoding="utf-8"))
+    assert [c[:2] for c in commands] == [["graph", "extract"], ["graph", "extract"], ["graph", "stats"],
+                                         ["graph", "query"]], commands
+    env = dict(os.environ)
+    env.pop("OMP_WAIT_POLICY", None)
+    for args in commands:  # the graph goes to tmp_path; the sample texts are read from the checkout
+        args = [str(ROOT / a) if a.startswith("docs/") else a for a in args]
+        done = subprocess.run([sys.executable, "-m", "kgcore.cli", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, f"kgc {shlex.join(args)}\n{done.stderr}"
+    rows = [line for line in done.stdout.splitlines()[2:] if line.strip()]  # the query's table, under its header
+    assert rows, f"the main job's graph holds no relation:\n{done.stdout}"

@@ -116,7 +116,7 @@ def build(store, files, kind, task, batch_size, quiet):
 @click.option("--language", type=click.Choice(["auto", "en", "zh"]), default="auto", show_default=True)
 @backend_options
 def extract_into(store, text, input_file, tasks, labels, language, backend, model, backend_option, template, system,
-                 max_new_tokens, temperature, constrained, batch_size):
+                 max_new_tokens, temperature, constrained, quote, batch_size):
     """Extract with one or several tasks over the same texts and add every result to a graph."""
     from kgcore import Extractor
 
@@ -124,7 +124,7 @@ def extract_into(store, text, input_file, tasks, labels, language, backend, mode
 
     if len(tasks) != len(labels):
         raise click.UsageError("give one --labels per --task")
-    style, params = prompt_and_params(template, system, max_new_tokens, temperature, constrained)
+    style, params = prompt_and_params(template, system, max_new_tokens, temperature, constrained, quote)
     texts = [line for _, line in read_texts(text, input_file)]
     engine = make_backend(backend, model, backend_option)
     try:
