@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--model", help="hf: the de-quantized SmolLM2 checkpoint directory.")
     parser.add_argument("--adapter", help="hf: the PEFT adapter directory.")
     parser.add_argument("--batch-size", type=int, default=8, help="Instructions per backend call.")
-    parser.add_argument("--merge", default="off", choices=["off", "q8_0", "f16"],
+    parser.add_argument("--merge", default="auto", choices=["auto", "off", "q8_0", "f16"],
                         help="llamacpp: the adapter applied at run time (off) or merged into the model once.")
     parser.add_argument("--threads", type=int, default=0, help="llamacpp: CPU threads (0: all cores).")
     parser.add_argument("--json", type=Path, default=None, help="Also write the rows as JSON here.")

@@ -1,5 +1,5 @@
 """The LoRA merged into its base model once (llamacpp ``-O merge=q8_0`` or ``f16``) against llama.cpp
-applying it at run time (``-O merge=off``, the default)."""
+applying it at run time (``-O merge=off``)."""
 
 from __future__ import annotations
 
@@ -85,5 +85,5 @@ def test_a_lora_that_does_not_fit_is_a_clear_error(tmp_path, monkeypatch, case, 
 
 def test_an_unknown_merge_type_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("KGC_CACHE", str(tmp_path))
-    with pytest.raises(BackendError, match="merge='q4'.*q8_0, f16 or off"):
+    with pytest.raises(BackendError, match="merge='q4'.*auto, off, q8_0 or f16"):
         load_backend("llamacpp", {"merge": "q4", "n_ctx": "512"})

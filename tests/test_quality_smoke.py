@@ -13,7 +13,7 @@ def test_quality_benchmark_smoke(tmp_path, smollm2_gguf):
     out = tmp_path / "rows.json"
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--datasets", "conll2003",
                            "resume_ner", "--configs", "zero-shot+json", "adapter+json", "--limit", "2",
-                           "--max-new-tokens", "96", "--json", str(out)], capture_output=True, text=True, timeout=900)
+                           "--max-new-tokens", "128", "--json", str(out)], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
     rows = json.loads(out.read_text())
     assert [(r["dataset"], r["config"]) for r in rows] == [

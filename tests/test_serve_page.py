@@ -153,7 +153,9 @@ def test_click_a_node_shows_its_facts_and_sentences(page, server):
     panel = page.locator("#entity-panel")
     sync_api.expect(panel.locator("[data-testid=entity-name]")).to_have_text(tail)
     sync_api.expect(panel.locator("[data-testid=fact-other]").first).to_have_text(head)
-    assert panel.locator("[data-testid=sentence-span]").first.inner_text() == tail
+    fact_spans = panel.locator("[data-testid=facts] [data-testid=sentence-span]")
+    assert {fact_spans.nth(i).inner_text() for i in range(fact_spans.count())} == {head, tail}
+    assert panel.locator("[data-testid=mentions] [data-testid=sentence-span]").first.inner_text() == tail
     assert TEXT in [panel.locator("[data-testid=sentence]").nth(i).inner_text()
                     for i in range(panel.locator("[data-testid=sentence]").count())]
 

@@ -31,7 +31,8 @@ class LlamaCppOptions:
     parallel: int = 8  # greedy requests decoded together (one KV sequence each)
     lora: str = ""  # a GGUF LoRA adapter; "none" disables the default model's adapter
     lora_scale: float = 1.0
-    merge: str = "off"  # "off": the LoRA applied at run time; q8_0 or f16: merged into the model once, cached
+    merge: str = "auto"  # off: the LoRA applied at run time; q8_0 or f16: merged once, cached; auto: q8_0
+    #                      for the default model's adapter, off for a LoRA you name
     seed: int = 42
 
 
@@ -54,7 +55,12 @@ class LlamaCppBackend(Backend):
             from .default_model import base_gguf, lora_gguf
 
             default_lora = lora_gguf() if options.lora == "" else None
-            options = replace(options, model=str(base_gguf()), lora=str(default_lora or ""))
+            merge = "q8_0" if default_lora and options.merge == "auto" else options.merge
+            options = replace(options, model=str(base_gguf()), lora=str(default_lora or ""), merge=merge)
+        if options.merge == "auto":
+            options = replace(options, merge="off")
+        if options.merge not in ("off", "q8_0", "f16"):
+            raise BackendError(f"llamacpp: merge={options.merge!r}: expected auto, off, q8_0 or f16")
         if options.lora == "none":
             options = replace(options, lora="")
         super().__init__(options)
