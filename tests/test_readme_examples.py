@@ -104,6 +104,13 @@ def test_elided_json_is_read_as_the_readme_means_it():
     assert mismatches(json_with_elisions('[[1], …, [3]]'), [[3], [1]])  # shown items keep their order
 
 
+def run_kgc(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``kgc ARGS`` with this interpreter, without conftest's OMP_WAIT_POLICY=PASSIVE (it slows llama.cpp)."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    return subprocess.run([sys.executable, "-m", "kgcore.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=900)
+
+
 EXAMPLES = worked_examples(README.read_text(encoding="utf-8"))
 
 
@@ -116,11 +123,7 @@ def test_the_readme_has_worked_examples_of_ner_re_and_ee():
 @pytest.mark.parametrize("command, shown", EXAMPLES, ids=[c[len(".venv/bin/kgc extract "):][:40] for c, _ in EXAMPLES])
 def test_worked_example_prints_what_the_readme_shows(command, shown, smollm2_gguf):
     expected = json_with_elisions(shown)
-    args = shlex.split(command)[1:]  # .venv/bin/kgc -> the kgc of this interpreter
-    env = dict(os.environ)
-    env.pop("OMP_WAIT_POLICY", None)  # conftest's PASSIVE slows llama.cpp several times over
-    done = subprocess.run([sys.executable, "-m", "kgcore.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=900)
+    done = run_kgc(shlex.split(command)[1:], ROOT)  # .venv/bin/kgc -> the kgc of this interpreter
     assert done.returncode == 0, f"{command}\n{done.stderr}"
     lines = done.stdout.splitlines()
     assert len(lines) == 1, f"{command} printed {len(lines)} lines"
@@ -140,12 +143,9 @@ def test_the_quick_start_main_job_builds_a_graph_with_relations(tmp_path, smollm
     commands = quick_start_main_job(README.read_text(encoding="utf-8"))
     assert [c[:2] for c in commands] == [["graph", "extract"], ["graph", "extract"], ["graph", "stats"],
                                          ["graph", "query"]], commands
-    env = dict(os.environ)
-    env.pop("OMP_WAIT_POLICY", None)
     for args in commands:  # the graph goes to tmp_path; the sample texts are read from the checkout
         args = [str(ROOT / a) if a.startswith("docs/") else a for a in args]
-        done = subprocess.run([sys.executable, "-m", "kgcore.cli", *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=900)
+        done = run_kgc(args, tmp_path)
         assert done.returncode == 0, f"kgc {shlex.join(args)}\n{done.stderr}"
     rows = [line for line in done.stdout.splitlines()[2:] if line.strip()]  # the query's table, under its header
     assert rows, f"the main job's graph holds no relation:\n{done.stdout}"

@@ -51,16 +51,18 @@ class LlamaCppBackend(Backend):
     packages = ("llama_cpp_python",)
 
     def __init__(self, options: LlamaCppOptions):
+        from .lora_merge import MERGE_TYPES
+
+        default_lora = None
         if not options.model:
             from .default_model import base_gguf, lora_gguf
 
             default_lora = lora_gguf() if options.lora == "" else None
-            merge = "q8_0" if default_lora and options.merge == "auto" else options.merge
-            options = replace(options, model=str(base_gguf()), lora=str(default_lora or ""), merge=merge)
+            options = replace(options, model=str(base_gguf()), lora=str(default_lora or ""))
         if options.merge == "auto":
-            options = replace(options, merge="off")
-        if options.merge not in ("off", "q8_0", "f16"):
-            raise BackendError(f"llamacpp: merge={options.merge!r}: expected auto, off, q8_0 or f16")
+            options = replace(options, merge="q8_0" if default_lora else "off")
+        if options.merge != "off" and options.merge not in MERGE_TYPES:
+            raise BackendError(f"llamacpp: merge={options.merge!r}: expected auto, off, {' or '.join(MERGE_TYPES)}")
         if options.lora == "none":
             options = replace(options, lora="")
         super().__init__(options)
