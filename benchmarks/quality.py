@@ -4,6 +4,7 @@
     python benchmarks/quality.py --limit 50            # the first 50 test records of each split
     python benchmarks/quality.py --limit 10 --limit webnlg=3   # ... and 3 of WebNLG (27 instructions each)
     python benchmarks/quality.py --datasets conll2003 --configs adapter+json --limit 2   # smoke
+    python benchmarks/quality.py --datasets webnlg --work runs/   # resumable: rerun after a stop
 
     python benchmarks/quality.py --backend hf --model DIR --adapter DIR   # transformers (a GPU when present)
 
@@ -72,7 +73,8 @@ def parse_limits(values: list[str]) -> dict[str | None, int]:
 def run(dataset: str, config: str, args: argparse.Namespace, backends: dict) -> dict:
     task, language, split_num, metrics, max_new_tokens = DATASETS[dataset]
     folder = SHARED / "datasets" / dataset
-    work = Path(tempfile.mkdtemp(prefix=f"kgc-quality-{dataset}-"))
+    work = args.work / f"{dataset}.{config}" if args.work else Path(tempfile.mkdtemp(prefix=f"kgc-quality-{dataset}-"))
+    work.mkdir(parents=True, exist_ok=True)
     kgcore.convert(folder / "test.json", work / "test.json", task=task, schema=folder / "schema.json",
                    options=kgcore.ConvertOptions(split="test", language=language, split_num=split_num),
                    limit=args.limits.get(dataset, args.limits.get(None)), progress=False)
@@ -82,13 +84,16 @@ def run(dataset: str, config: str, args: argparse.Namespace, backends: dict) -> 
     start = time.perf_counter()
     params = GenerationParams(max_new_tokens=args.max_new_tokens or max_new_tokens, constrained=settings["constrained"],
                               quote=settings["quote"])
-    predict(work / "test.json", work / "pred.json", backends[settings["adapter"]], progress=False,
-            batch_size=args.batch_size, params=params)
+    meta = predict(work / "test.json", work / "pred.json", backends[settings["adapter"]], progress=False,
+                   batch_size=args.batch_size, params=params)
     seconds = time.perf_counter() - start
     report = kgcore.evaluate(work / "pred.json", progress=False)
+    answered_now = 1 - meta["resumed_from"] / meta["records"]  # the share of instructions this run answered
+    speed = round(report["records"] * answered_now / seconds, 3) if answered_now else None
     return {"dataset": dataset, "config": config, "task": task, "language": language,
-            "records": report["records"], "instructions": report["outputs"], "seconds": round(seconds, 1),
-            "records_per_s": round(report["records"] / seconds, 3), "parse_failure_rate": report["parse_failure_rate"],
+            "records": report["records"], "instructions": report["outputs"], "resumed_from": meta["resumed_from"],
+            "seconds": round(seconds, 1), "records_per_s": speed,
+            "parse_failure_rate": report["parse_failure_rate"],
             "truncated": report["truncated"],
             "f1": {m: round(report["metrics"][m]["F1"], 2) for m in metrics}}
 
@@ -108,6 +113,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="llamacpp: the adapter applied at run time (off) or merged into the model once.")
     parser.add_argument("--threads", type=int, default=0, help="llamacpp: CPU threads (0: all cores).")
     parser.add_argument("--json", type=Path, default=None, help="Also write the rows as JSON here.")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="Keep each run's instructions and answers in WORK/DATASET.CONFIG and resume a stopped "
+                             "run there (same --limit); records/s then counts only what this run answered.")
     args = parser.parse_args(argv)
     try:
         args.limits = parse_limits(args.limit)
@@ -126,8 +134,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
             row = run(dataset, config, args, backends)
             rows.append(row)
             f1 = ", ".join(f"{m} {v:.2f}" for m, v in row["f1"].items())
+            speed = "—" if row["records_per_s"] is None else f"{row['records_per_s']:.2f}"
             print(f"| {dataset} | {row['task']} | {row['language']} | {config} | {row['records']} | {f1} | "
-                  f"{row['parse_failure_rate']:.1f} | {row['records_per_s']:.2f} |", flush=True)
+                  f"{row['parse_failure_rate']:.1f} | {speed} |", flush=True)
     print("\nBackends:", json.dumps([backend.describe() for backend in backends.values()]))
     for backend in backends.values():
         backend.close()

@@ -8,6 +8,8 @@ import sys
 
 from conftest import ROOT
 
+from kgcore.prediction import record_key
+
 
 def test_quality_benchmark_smoke(tmp_path, smollm2_gguf):
     out = tmp_path / "rows.json"
@@ -27,3 +29,27 @@ def test_quality_benchmark_smoke(tmp_path, smollm2_gguf):
     for dataset in ("conll2003", "resume_ner"):  # the adapter is what finds entities
         assert f1[dataset, "adapter+json"] > f1[dataset, "zero-shot+json"], f1
     assert "| conll2003 | NER | en | adapter+json | 2 |" in done.stdout
+
+
+def test_a_stopped_quality_run_resumes_where_it_stopped(tmp_path, smollm2_gguf):
+    work, out = tmp_path / "runs", tmp_path / "rows.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--datasets", "conll2003", "--configs",
+               "adapter+json", "--limit", "3", "--work", str(work), "--json", str(out)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    pred = work / "conll2003.adapter+json" / "pred.json"
+    lines = pred.read_text(encoding="utf-8").splitlines(keepends=True)
+    assert len(lines) == 3 and json.loads(out.read_text())[0]["resumed_from"] == 0
+    pred.write_text(lines[0] + lines[1][:40], encoding="utf-8")  # stopped while writing the second answer
+
+    second = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr
+    row = json.loads(out.read_text())[0]
+    assert (row["resumed_from"], row["records"], row["instructions"]) == (1, 3, 3)
+    again = pred.read_text(encoding="utf-8").splitlines(keepends=True)
+    assert again[0] == lines[0] and len(again) == 3  # the kept answer stays, the torn one is answered anew
+    assert sorted(record_key(json.loads(line)) for line in again) == sorted(record_key(json.loads(line)) for line in lines)
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)  # nothing left to answer
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text())[0]["records_per_s"] is None and "| 0.0 | — |" in done.stdout
