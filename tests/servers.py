@@ -1,9 +1,11 @@
-"""Servers the tests start: a free loopback port, and ``kgc serve`` in a child process."""
+"""Servers the tests start: a free loopback port, ``kgc serve`` in a child process, and namespaces that keep
+what a test starts on loopback."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,6 +15,17 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+import pytest
+
+
+def isolated(command: list[str]) -> list[str]:
+    """``command`` in new user, network, mount and PID namespaces with ``lo`` up; when it dies, so does
+    every process it started."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rn", "true"]).returncode:
+        pytest.fail("these tests need `unshare -rn` (util-linux, user namespaces) to keep their processes on loopback")
+    return ["unshare", "-rnpfm", "--mount-proc", "--kill-child", "sh", "-c", 'ip link set lo up && exec "$@"',
+            "sh", *command]
 
 
 def free_port() -> int:

@@ -1,4 +1,5 @@
-"""The README's worked examples of the default model print what the README shows.
+"""The README's commands do what it says: the worked examples of the default model print what the README
+shows, the quick start's main job builds a graph, the demo serves its page.
 
 Each ``kgc extract`` command of the "Worked examples" section that names no model is read from README.md,
 run with the real default model (SmolLM2-135M-Instruct + kgc's IE adapter, llama.cpp, greedy) and its
@@ -17,6 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from servers import isolated
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -149,3 +152,55 @@ def test_the_quick_start_main_job_builds_a_graph_with_relations(tmp_path, smollm
         assert done.returncode == 0, f"kgc {shlex.join(args)}\n{done.stderr}"
     rows = [line for line in done.stdout.splitlines()[2:] if line.strip()]  # the query's table, under its header
     assert rows, f"the main job's graph holds no relation:\n{done.stdout}"
+
+
+def demo_command(text: str) -> list[str]:
+    """The ``kgc`` command of the README's demo (the last command of its bash block), as arguments."""
+    section = text[text.index("\n## Demo"):]
+    body = re.search(r"^```bash\n(.*?)^```", section, flags=re.S | re.M).group(1).strip()
+    last = body.split(" && ")[-1]
+    assert last.startswith(".venv/bin/kgc "), f"README.md: the demo does not end with a kgc command: {last}"
+    return shlex.split(last)[1:]
+
+
+#: Run inside the demo's own network namespace: start the server, wait for it, load the page, extract once.
+DEMO_CLIENT = """
+import json, subprocess, sys, time, urllib.request
+server, url = subprocess.Popen(sys.argv[1:]), "http://127.0.0.1:8000"
+try:
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            urllib.request.urlopen(url + "/healthz", timeout=5)
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"kgc serve did not answer on {url} (exit code {server.poll()})")
+            time.sleep(0.5)
+    page = urllib.request.urlopen(url + "/", timeout=30).read().decode()
+    request = {"text": "Ada Lovelace worked with Charles Babbage in London.", "ingest": True,
+               "tasks": [{"task": "NER", "labels": ["person", "location"]}]}
+    answer = urllib.request.urlopen(urllib.request.Request(
+        url + "/api/extract", data=json.dumps(request).encode(), headers={"Content-Type": "application/json"}),
+        timeout=300).read().decode()
+    print(json.dumps({"page": page, "answer": json.loads(answer)}))
+finally:
+    server.terminate()
+    server.wait(30)
+"""
+
+
+@pytest.mark.slow
+def test_the_demo_serves_the_page_and_stores_what_it_extracts(tmp_path, smollm2_gguf):
+    args = demo_command(README.read_text(encoding="utf-8"))
+    assert args[0] == "serve", args
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    done = subprocess.run(isolated([sys.executable, "-c", DEMO_CLIENT, sys.executable, "-m", "kgcore.cli", *args]),
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    shown = json.loads(done.stdout.splitlines()[-1])
+    assert "<title>kgc · knowledge graphs from text</title>" in shown["page"]
+    ner = shown["answer"]["documents"][0]["results"]["NER"]["result"]
+    assert "Ada Lovelace" in ner["person"] and shown["answer"]["ingested"]["added"] == 1, shown["answer"]
+    stats = run_kgc(["graph", "stats", "kg", "--json"], tmp_path)  # the README: "they are stored in `kg/`"
+    assert stats.returncode == 0 and json.loads(stats.stdout)["documents"] == 1, stats.stdout + stats.stderr

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import DATASETS
+from servers import isolated
 from kgc_ray.corpus import Shard, chunk_spans, corpus_files, plan_shards, read_shard
 from kgcore import InputError, get_host
 
@@ -34,14 +34,6 @@ ONE_AT_A_TIME = ["-O", "parallel=0"]
 LABELS = ["-t", "NER", "-l", "person,location,organization,miscellaneous", *ONE_AT_A_TIME]
 KEYS = ("id", "text", "result", "triples", "spans", "parse_failures")
 
-
-def isolated(command: list[str]) -> list[str]:
-    """``command`` in new user, network, mount and PID namespaces with ``lo`` up; when it dies, so does
-    every process it started."""
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rn", "true"]).returncode:
-        pytest.fail("these tests need `unshare -rn` (util-linux, user namespaces) to keep Ray on loopback")
-    return ["unshare", "-rnpfm", "--mount-proc", "--kill-child", "sh", "-c", 'ip link set lo up && exec "$@"',
-            "sh", *command]
 
 
 def ray_env() -> dict[str, str]:

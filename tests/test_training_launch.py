@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,20 +23,12 @@ from safetensors.torch import load_file
 from kgc_trainers import train
 from kgc_trainers.deepspeed import available as deepspeed_available
 from kgc_trainers.logs import LOG_FILE, read_log
+from servers import isolated
 from test_training import _base, _losses, conll, tiny  # noqa: F401 (conll, tiny: fixtures)
 
 #: Any port does: nothing else listens in the launch's own network namespace.
 PORT = "29511"
 
-
-def isolated(command: list[str]) -> list[str]:
-    """``command`` in new user, network, mount and PID namespaces with ``lo`` up; when it dies, so does
-    every process it started."""
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rn", "true"]).returncode:
-        pytest.fail("these tests need `unshare -rn` (util-linux, user namespaces) to keep the process group "
-                    "on loopback")
-    return ["unshare", "-rnpfm", "--mount-proc", "--kill-child", "sh", "-c", 'ip link set lo up && exec "$@"',
-            "sh", *command]
 
 
 def launch(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
