@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -61,6 +62,16 @@ def test_peft_adapter_works_in_the_hf_backend(smollm2_hf):
                                     "dtype": "float32"}) as extract:
         result = extract("Angela Merkel visited Paris.")
     assert result.parse_failures == 0 and "Angela Merkel" in result.result["person"]
+
+
+def test_base_checkpoint_path_is_all_that_the_documented_one_liner_prints(tmp_path, smollm2_gguf):
+    """docs pass ``--model "$(python -c '...print(base_checkpoint())')"``: de-quantizing prints nothing else."""
+    code = "from kgc_backends.default_model import base_checkpoint\nprint(base_checkpoint())"
+    env = {**os.environ, "KGC_CACHE": str(tmp_path)}  # an empty cache: the GGUF is de-quantized now
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{tmp_path / 'smollm2-135m-instruct'}\n"
+    assert (tmp_path / "smollm2-135m-instruct" / "config.json").is_file()
 
 
 def test_missing_base_model_names_the_install_command(monkeypatch):
