@@ -134,10 +134,15 @@ def test_worked_example_prints_what_the_readme_shows(command, shown, smollm2_ggu
     assert not problems, f"README.md: {command}\n" + "\n".join(problems)
 
 
+def first_bash_block(text: str, heading: str) -> str:
+    """The first bash block after the README heading ``## {heading}``."""
+    section = text[text.index(f"\n## {heading}"):]
+    return re.search(r"^```bash\n(.*?)^```", section, flags=re.S | re.M).group(1).strip()
+
+
 def quick_start_main_job(text: str) -> list[list[str]]:
     """The ``kgc`` commands of the README's quick start main job (its first bash block), as argument lists."""
-    section = text[text.index("\n## Quick start"):]
-    body = re.search(r"^```bash\n(.*?)^```", section, flags=re.S | re.M).group(1).strip()
+    body = first_bash_block(text, "Quick start")
     return [shlex.split(part)[1:] for part in body.split(" && ") if part.startswith(".venv/bin/kgc ")]
 
 
@@ -156,9 +161,7 @@ def test_the_quick_start_main_job_builds_a_graph_with_relations(tmp_path, smollm
 
 def demo_command(text: str) -> list[str]:
     """The ``kgc`` command of the README's demo (the last command of its bash block), as arguments."""
-    section = text[text.index("\n## Demo"):]
-    body = re.search(r"^```bash\n(.*?)^```", section, flags=re.S | re.M).group(1).strip()
-    last = body.split(" && ")[-1]
+    last = first_bash_block(text, "Demo").split(" && ")[-1]
     assert last.startswith(".venv/bin/kgc "), f"README.md: the demo does not end with a kgc command: {last}"
     return shlex.split(last)[1:]
 
