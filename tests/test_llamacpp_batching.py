@@ -1,6 +1,6 @@
 """Batched greedy decoding on llama.cpp (kgc_backends.llamacpp_batch), with the real default model:
 answers against the one-request-at-a-time path, the shared prefix, continuous batching in a small KV
-cache, token limits, stop strings and requests without a schema."""
+cache, token limits, stop strings, requests without a schema, and lists that end at a repeated item."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 import jsonschema
 import pytest
 from conftest import DATASETS
+from kgc_backends.repeats import ListRepeats
 
 import kgcore
 from kgcore.backend import BackendError, GenerationParams, Request, load_backend
@@ -127,3 +128,46 @@ def test_labels_llama_cpp_grammars_cannot_hold_work_in_greedy_answers(batched):
 def test_a_prompt_longer_than_the_context_is_a_clear_error(batched):
     with pytest.raises(BackendError, match="exceeds n_ctx=2048"):
         batched.generate([_ask("word " * 3000)], GenerationParams(max_new_tokens=8))
+
+
+def test_a_repeated_list_item_ends_the_list(smollm2_gguf):
+    """Without the adapter the base model loops (``["中国", "中国", ...]``). With ``end_repeats`` (the
+    default) the first repeat ends its list: an answer is the unguarded answer up to the item before its
+    first repeat, then ``]``, and goes on without repeats; answers that never repeat are unchanged. One
+    sequence at a time, so both runs do the same arithmetic."""
+    rows = [json.loads(line) for line in (DATASETS / "msra_ner" / "test.json").read_text(
+        encoding="utf-8").splitlines()[:8]]
+    labels, params = ["人物", "地理位置", "组织机构"], GenerationParams(max_new_tokens=96)
+    raw = {}
+    for end_repeats in (False, True):
+        backend = load_backend("llamacpp", {"lora": "none", "parallel": "1", "n_ctx": "1024",
+                                            "end_repeats": str(end_repeats)})
+        try:
+            with kgcore.Extractor("NER", labels=labels, backend=backend, language="zh", params=params) as extract:
+                raw[end_repeats] = [answer for e in extract.extract([r["text"] for r in rows]) for answer in e.raw]
+        finally:
+            backend.close()
+    looped = 0
+    for free, guarded in zip(raw[False], raw[True]):
+        cut = ListRepeats().feed(free.encode())
+        if cut is None:
+            assert guarded == free
+            continue
+        looped += 1
+        assert guarded.encode().startswith(free.encode()[:cut] + b"]")
+        assert ListRepeats().feed(guarded.encode()) is None
+    assert looped >= 3
+
+    def closed(answers):
+        return sum(_parses(a) for a in answers)
+
+    print(f"answers that close: {closed(raw[False])} -> {closed(raw[True])} of {len(raw[True])}")
+    assert closed(raw[True]) >= closed(raw[False]) + 2  # loops that hit the token limit now end
+
+
+def _parses(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True

@@ -1,6 +1,7 @@
 """Answers that cannot be right are not hidden: an answer the token limit cut is reported as truncated
-(counted, its raw text kept) instead of being repaired into items, repeated items are dropped, and
-extracting with no labels is an error before any model runs."""
+(counted, its raw text kept) instead of being repaired into items, repeated items are dropped (and
+spotted while an answer streams in, for the decoder to end the list), and extracting with no labels is
+an error before any model runs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import sys
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from kgc_backends.repeats import ListRepeats
 
 import kgcore
 from kgcore import Extractor, InputError
@@ -94,3 +98,38 @@ def test_extract_without_labels_is_an_error_before_a_model_runs(labels):
                            "-m", "/nonexistent.gguf", "Ada met Bob."], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and done.stdout == ""
     assert "no labels to extract" in done.stderr and "nonexistent" not in done.stderr
+
+
+def _first_repeat_cut(text: str, chunk: int) -> str | None:
+    """``text`` fed to :class:`ListRepeats` ``chunk`` bytes at a time; the cut answer with ``]`` if one repeats."""
+    data, repeats = text.encode(), ListRepeats()
+    for start in range(0, len(data), chunk):
+        end = repeats.feed(data[start:start + chunk])
+        if end is not None:
+            return (data[:end] + b"]").decode()
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(min_size=1, max_size=4),
+                       st.lists(st.text(alphabet='ab", ]\\[{}中', max_size=3), max_size=5), max_size=4),
+       st.integers(1, 7))
+def test_the_first_repeated_list_item_is_spotted_wherever_the_bytes_split(answer, chunk):
+    """The cut keeps every key before the first list with a repeat, and that list up to the item before
+    the repeat, byte for byte as the answer wrote them; an answer without repeats is never cut."""
+    text = json.dumps(answer, ensure_ascii=False)
+    expected = None
+    for k, (key, items) in enumerate(answer.items()):
+        first = next((j for j, item in enumerate(items) if item in items[:j]), None)
+        if first is not None:
+            expected = json.dumps({**dict(list(answer.items())[:k]), key: items[:first]}, ensure_ascii=False)[:-1]
+            break
+    assert _first_repeat_cut(text, chunk) == expected
+
+
+def test_repeats_are_spotted_in_nested_lists_and_among_objects():
+    events = '{"attack": [{"trigger": "hit", "arguments": {"target": ["base", "base"]}}]}'
+    assert _first_repeat_cut(events, 3) == '{"attack": [{"trigger": "hit", "arguments": {"target": ["base"]'
+    same = '{"attack": [{"trigger": "hit", "arguments": {}}, {"trigger": "hit", "arguments": {}}], "x": []}'
+    assert _first_repeat_cut(same, 5) == '{"attack": [{"trigger": "hit", "arguments": {}}]'
+    assert _first_repeat_cut('{"a": ["x"], "b": ["x"], "c": [["x"], ["y"]]}', 1) is None  # other lists

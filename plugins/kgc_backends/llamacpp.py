@@ -29,6 +29,7 @@ class LlamaCppOptions:
     n_gpu_layers: int = 0
     n_batch: int = 512
     parallel: int = 8  # greedy requests decoded together (one KV sequence each)
+    end_repeats: bool = True  # greedy, constrained: an item that repeats an earlier one of its list ends the list
     lora: str = ""  # a GGUF LoRA adapter; "none" disables the default model's adapter
     lora_scale: float = 1.0
     merge: str = "auto"  # off: the LoRA applied at run time; q8_0 or f16: merged once, cached; auto: q8_0
@@ -137,7 +138,8 @@ class LlamaCppBackend(Backend):
             if self._decoder is None:
                 from .llamacpp_batch import BatchDecoder
 
-                self._decoder = BatchDecoder(self.llm, self.options.n_ctx, self.options.parallel)
+                self._decoder = BatchDecoder(self.llm, self.options.n_ctx, self.options.parallel,
+                                             self.options.end_repeats)
             return self._decoder.generate([p for p, _ in prompts],
                                           [r.json_schema if params.constrained else None for r in requests],
                                           [stop for _, stop in prompts], params.max_new_tokens)

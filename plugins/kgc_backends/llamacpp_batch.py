@@ -5,8 +5,10 @@ a token of every running sequence (matrix-matrix work instead of one matrix-vect
 prompt prefix that requests share (chat template, instruction, schema) is evaluated once and kept in
 sequence 0 across calls; each request copies it. JSON-schema constraints are llguidance matchers over
 llama.cpp's vocabulary: their token masks are filled in parallel, and tokens the grammar forces
-(``{"person": [``) are appended without being sampled (jump-forward decoding). A sequence that
-finishes frees its slot for the next request (continuous batching).
+(``{"person": [``) are appended without being sampled (jump-forward decoding). A list item that
+repeats an earlier one ends its list (:mod:`~kgc_backends.repeats`): the answer is rolled back to the
+item before it, in the matcher and the KV cache, and ``]`` follows. A sequence that finishes frees its
+slot for the next request (continuous batching).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from kgcore.backend import BackendError, Generation
 
 from .llamacpp import GRAMMAR_CACHE
 from .masks import apply_bitmask, compile_schema, schema_matcher
+from .repeats import ListRepeats
 
 PREFIX_SEQ = 0  # holds the prompt prefix requests share
 
@@ -35,6 +38,7 @@ class _Sequence:
     position: int
     budget: int  # new tokens allowed
     matcher: Any = None
+    repeats: ListRepeats | None = None  # watches a constrained answer's lists
     stops: tuple[str, ...] = ()
     prompt_tokens: int = 0
     answer: list[int] = field(default_factory=list)
@@ -44,10 +48,11 @@ class BatchDecoder:
     """Greedy, optionally grammar-constrained generation of many requests over one llama.cpp model.
 
     ``llm`` is a loaded ``llama_cpp.Llama``; the decoder makes its own context (``n_ctx`` cells shared
-    by up to ``parallel`` sequences) with the same LoRA adapter applied.
+    by up to ``parallel`` sequences) with the same LoRA adapter applied. ``end_repeats=False`` lets
+    constrained lists repeat items.
     """
 
-    def __init__(self, llm, n_ctx: int, parallel: int):
+    def __init__(self, llm, n_ctx: int, parallel: int, end_repeats: bool = True):
         import llama_cpp
         from llama_cpp import _internals
 
@@ -66,6 +71,7 @@ class BatchDecoder:
         self.vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.n_ctx, self.parallel, self.n_batch = n_ctx, parallel, params.n_batch
+        self.end_repeats = end_repeats
         self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self.prefix: list[int] = []  # held by PREFIX_SEQ
         self.evaluated = 0  # tokens through llama_decode, for benchmarks
@@ -174,6 +180,9 @@ class BatchDecoder:
             seq.answer = seq.matcher.compute_ff_tokens()[:budget]
             seq.matcher.consume_tokens(seq.answer)
             seq.feed += seq.answer
+            if self.end_repeats:
+                seq.repeats = ListRepeats()
+                seq.repeats.feed(self.llm.detokenize(seq.answer))
         self.lib.llama_memory_seq_cp(self.memory, PREFIX_SEQ, seq_id, -1, -1)
         return seq
 
@@ -227,20 +236,60 @@ class BatchDecoder:
         seq.feed = [token]
         if seq.matcher is not None:
             seq.matcher.consume_token(token)
-            if seq.matcher.is_stopped() or seq.matcher.is_error():
+            if seq.matcher.is_error():
                 return "stop"
-            forced = seq.matcher.compute_ff_tokens()[:max(0, seq.budget - len(seq.answer))]
-            if forced:
-                seq.matcher.consume_tokens(forced)
-                seq.answer.extend(forced)
-                seq.feed.extend(forced)
-                if seq.matcher.is_stopped():
-                    return "stop"
+            new = [token] + self._force(seq)
+            while seq.repeats is not None:
+                end = seq.repeats.feed(self.llm.detokenize(new))
+                if end is None:
+                    break
+                if not self._end_list(seq, end):
+                    seq.repeats = None  # the grammar keeps this list open: stop watching
+                    break
+                new = self._force(seq)
+            if seq.matcher.is_stopped():
+                return "stop"
         if seq.stops and any(s in self._text(seq.answer) for s in seq.stops):
             return "stop"
         if len(seq.answer) >= seq.budget:
             return "length"
         return None
+
+    def _force(self, seq: _Sequence) -> list[int]:
+        """Appends the tokens the grammar forces next (within the budget); returns them."""
+        forced = seq.matcher.compute_ff_tokens()[:max(0, seq.budget - len(seq.answer))]
+        if forced:
+            seq.matcher.consume_tokens(forced)
+            seq.answer.extend(forced)
+            seq.feed.extend(forced)
+        return forced
+
+    def _end_list(self, seq: _Sequence, end: int) -> bool:
+        """Cuts the answer at byte ``end`` and closes the list there: the matcher and the KV cache drop
+        what follows the cut; the cut's last bytes and ``]`` are fed anew. False if the grammar refuses."""
+        kept, size = 0, 0
+        for token in seq.answer:
+            piece = len(self.llm.detokenize([token]))
+            if size + piece > end:
+                break
+            kept, size = kept + 1, size + piece
+        text = bytes(seq.repeats.text)
+        close = self.llm.tokenize(text[size:end] + b"]", add_bos=False, special=False)
+        matcher = seq.matcher.deep_copy()
+        matcher.rollback(len(seq.answer) - kept)
+        if matcher.validate_tokens(close) != len(close) or len(close) > seq.budget - kept:
+            return False
+        matcher.consume_tokens(close)
+        seq.matcher = matcher
+        evaluated = seq.position - seq.prompt_tokens  # answer tokens in the KV cache
+        keep = min(kept, evaluated)
+        self.lib.llama_memory_seq_rm(self.memory, seq.seq_id, seq.prompt_tokens + keep, -1)
+        seq.position = seq.prompt_tokens + keep
+        seq.feed = seq.answer[keep:kept] + close
+        seq.answer = seq.answer[:kept] + close
+        seq.repeats = ListRepeats()
+        seq.repeats.feed(text[:end] + b"]")
+        return True
 
     def _text(self, tokens: list[int]) -> str:
         return self.llm.detokenize(tokens).decode("utf-8", errors="ignore")
