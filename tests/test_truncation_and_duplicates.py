@@ -133,3 +133,11 @@ def test_repeats_are_spotted_in_nested_lists_and_among_objects():
     same = '{"attack": [{"trigger": "hit", "arguments": {}}, {"trigger": "hit", "arguments": {}}], "x": []}'
     assert _first_repeat_cut(same, 5) == '{"attack": [{"trigger": "hit", "arguments": {}}]'
     assert _first_repeat_cut('{"a": ["x"], "b": ["x"], "c": [["x"], ["y"]]}', 1) is None  # other lists
+
+
+def test_reading_goes_on_past_a_repeat_the_answer_keeps():
+    """A grammar may refuse to end a list (a triple ``[head, relation, tail]`` needs three items): the
+    answer keeps the repeat, and the next one is still spotted."""
+    repeats = ListRepeats()
+    assert repeats.feed(b'[["Ada", "knows", "Ada"], ') == 16  # after "knows"
+    assert repeats.feed(b'["Bob", "knows", "Cy"], ["Bob", "knows", "Cy"]]') == 48

@@ -243,8 +243,7 @@ class BatchDecoder:
                 end = seq.repeats.feed(self.llm.detokenize(new))
                 if end is None:
                     break
-                if not self._end_list(seq, end):
-                    seq.repeats = None  # the grammar keeps this list open: stop watching
+                if not self._end_list(seq, end):  # the grammar keeps this list open (minItems)
                     break
                 new = self._force(seq)
             if seq.matcher.is_stopped():

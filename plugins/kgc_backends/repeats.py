@@ -30,7 +30,9 @@ class ListRepeats:
 
     def feed(self, data: bytes) -> int | None:
         """Reads ``data``; when it completes an item equal to an earlier one of the same list, returns the
-        offset where the answer should end (just after the previous item) for ``]`` to close the list."""
+        offset where the answer should end (just after the previous item) for ``]`` to close the list.
+        Reading goes on past a repeat, for an answer that keeps it (a grammar that will not end the list)."""
+        cut = None
         for byte in data:
             at = len(self.text)
             self.text.append(byte)
@@ -55,9 +57,9 @@ class ListRepeats:
                 if top.start is not None:
                     item = bytes(self.text[top.start:at]).strip(_SPACE)
                     if item in top.items:
-                        return top.separator
+                        cut = top.separator if cut is None else cut
                     top.items.add(item)
                 top.start, top.separator = None, at
                 if byte == 0x5D:
                     self._stack.pop()
-        return None
+        return cut
